@@ -1,0 +1,26 @@
+# Quick start: `make demo` (sets up .venv, runs the whole pipeline on the embedded synthetic data)
+# and `make test` (sets up .venv, runs the test suite). Both reuse the environment once made.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast setup clean
+
+$(BIN)/.fertrt-installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,dev]"
+	touch $@
+
+setup: $(BIN)/.fertrt-installed
+
+demo: setup
+	$(BIN)/fertrt demo $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

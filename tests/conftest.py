@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _trt_available():
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return f"tensorrt is not importable here ({exc.__class__.__name__}); TensorRT tests run on a GPU host with TensorRT"
+    return None
+
+
+def _gpu_available():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+    except Exception:  # noqa: BLE001
+        pass
+    return "no CUDA GPU on this machine"
+
+
+def pytest_collection_modifyitems(config, items):
+    trt_reason = _trt_available()
+    gpu_reason = _gpu_available()
+    for item in items:
+        if "trt" in item.keywords and trt_reason:
+            item.add_marker(pytest.mark.skip(reason=trt_reason))
+        if ("gpu" in item.keywords or "trt" in item.keywords) and gpu_reason:
+            item.add_marker(pytest.mark.skip(reason=gpu_reason))
+
+
+def run_without_torch(code: str, timeout=120):
+    """Run Python code in a subprocess where `import torch` fails, as on a Jetson image without torch."""
+    prelude = "import sys\nfor _m in ('torch', 'torchvision'):\n    sys.modules[_m] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    import torch
+
+    torch.set_num_threads(2)
+    return 2

@@ -1,0 +1,1 @@
+"""Training side of fertrt (needs torch): the model zoo, data sets and the training loop."""

@@ -1,0 +1,202 @@
+"""LNLAttenNet: the local non-local joint network for facial expression recognition.
+
+Shi et al., "Local non-local joint network for facial expression recognition",
+Machine Intelligence Research, 2024. No public code exists.
+
+From the paper:
+  * a U-Net (encoder, skip connections, decoder) extracts an integrated feature map that mixes
+    deep semantics with low-level detail;
+  * the face is divided into 16 local regions;
+  * local part: an ensemble of local networks, one per region, each with local attention;
+  * non-local part: a non-local attention network over the regions that yields a significance
+    weight per region (16 weights, softmax, sum 1);
+  * the non-local weights are fed back into the local part, and local and non-local features are
+    fused for the final decision, trained with a joint loss.
+
+Our choices (fertrt):
+  * U-Net widths (16, 24, 48, 96) with stride-2 convolutions, nearest upsampling and a 28x28
+    integrated map at the default 112x112 input (so one region is 7x7 on a 4x4 grid); optional
+    `region_overlap` (feature pixels on each side) and `grid` size.
+  * The 16 local networks are one grouped convolution stack (groups = regions): separate weights
+    per region at the cost of one kernel launch; `share_local=True` shares one network instead.
+  * Local attention: a 1x1 conv gives one logit per position inside the region; a softmax over
+    the region's positions pools the region feature (attention pooling).
+  * Non-local part: embedded-Gaussian self-attention (theta/phi/g projections, scaled dot
+    product, softmax) over the region tokens plus a learned position embedding; the global
+    context is the U-Net bottleneck vector, added to every token before scoring. Region weights
+    are a softmax over the 16 scores; the 16x16 affinity is returned for analysis.
+  * Feedback and fusion: each region feature is scaled by R * w_r (uniform weights leave it
+    unchanged), the scaled features are concatenated and fused with the weight-pooled non-local
+    tokens and the global vector into the final linear classifier.
+  * Joint loss = CE(fused) + global_weight * CE(global head) + local_weight * mean_r CE(region
+    head r); defaults 0.5 and 0.5.
+  * The exported graph is `forward(x) -> logits`; `explain(x)` adds region weights, affinity and
+    local attention maps. Only static shapes and fixed Python loops: traces cleanly, and every
+    op is one TensorRT handles natively (Conv, Resize, MatMul, Softmax, Reduce).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fertrt.errors import FertrtError
+
+from .layers import ConvBNAct
+from .registry import register_model
+
+
+class UNetFeatures(nn.Module):
+    """Encoder 1/2 -> 1/4 -> 1/8 -> 1/16, decoder back to 1/4 with skip connections."""
+
+    def __init__(self, in_chans=3, widths=(16, 24, 48, 96), out_chans=32):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.stem = ConvBNAct(in_chans, w0, 3, 2)
+        self.enc1 = nn.Sequential(ConvBNAct(w0, w1, 3, 2), ConvBNAct(w1, w1))
+        self.enc2 = nn.Sequential(ConvBNAct(w1, w2, 3, 2), ConvBNAct(w2, w2))
+        self.enc3 = nn.Sequential(ConvBNAct(w2, w3, 3, 2), ConvBNAct(w3, w3))
+        self.dec2 = ConvBNAct(w3 + w2, w2)
+        self.dec1 = nn.Sequential(ConvBNAct(w2 + w1, out_chans), ConvBNAct(out_chans, out_chans))
+        self.bottleneck_chans = w3
+
+    def forward(self, x):
+        s1 = self.enc1(self.stem(x))  # 1/4
+        s2 = self.enc2(s1)  # 1/8
+        b = self.enc3(s2)  # 1/16
+        d2 = self.dec2(torch.cat([F.interpolate(b, scale_factor=2.0, mode="nearest"), s2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), s1], 1))
+        return d1, b
+
+
+class LocalEnsemble(nn.Module):
+    """One small CNN with attention pooling per region (grouped convs = separate weights)."""
+
+    def __init__(self, regions, cin, cout, share=False):
+        super().__init__()
+        self.regions, self.share = regions, share
+        g = 1 if share else regions
+        n = 1 if share else regions
+        self.body = nn.Sequential(ConvBNAct(cin * n, cout * n, 3, groups=g), ConvBNAct(cout * n, cout * n, 3, groups=g))
+        self.attn = nn.Conv2d(cout * n, n, 1, groups=g)
+        self.cout = cout
+
+    def forward(self, regions_x):
+        # regions_x: B x R x C x h x w
+        b, r, c, h, w = regions_x.shape
+        x = regions_x.reshape(b * r, c, h, w) if self.share else regions_x.reshape(b, r * c, h, w)
+        feat = self.body(x)
+        attn_logits = self.attn(feat).reshape(b, r, h * w)
+        attn = torch.softmax(attn_logits, dim=-1)
+        feat = feat.reshape(b, r, self.cout, h * w)
+        pooled = (feat * attn.unsqueeze(2)).sum(-1)  # B x R x C
+        return pooled, attn.reshape(b, r, h, w)
+
+
+class NonLocalRegionAttention(nn.Module):
+    """Embedded-Gaussian self-attention across regions with global context -> region weights."""
+
+    def __init__(self, regions, dim, global_dim, embed_dim=32):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, regions, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.theta = nn.Linear(dim, embed_dim)
+        self.phi = nn.Linear(dim, embed_dim)
+        self.g = nn.Linear(dim, embed_dim)
+        self.out = nn.Linear(embed_dim, dim)
+        self.context = nn.Linear(global_dim, dim)
+        self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(inplace=True), nn.Linear(dim // 2, 1))
+        self.scale = 1.0 / math.sqrt(embed_dim)
+
+    def forward(self, tokens, global_vec):
+        t = tokens + self.pos
+        affinity = torch.softmax(torch.matmul(self.theta(t), self.phi(t).transpose(1, 2)) * self.scale, dim=-1)
+        z = t + self.out(torch.matmul(affinity, self.g(t)))
+        z = z + self.context(global_vec).unsqueeze(1)
+        weights = torch.softmax(self.score(z).squeeze(-1), dim=-1)  # B x R, sums to 1
+        return z, weights, affinity
+
+
+class LNLAttenNet(nn.Module):
+    def __init__(self, num_classes=7, in_chans=3, input_size=(112, 112), grid=4, region_overlap=0,
+                 widths=(16, 24, 48, 96), feat_chans=32, local_chans=32, embed_dim=32, share_local=False,
+                 drop_rate=0.2, global_weight=0.5, local_weight=0.5):
+        super().__init__()
+        h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+        if h % 16 or w % 16 or (h // 4) % grid or (w // 4) % grid:
+            raise FertrtError(f"lnlattennet: input size {h}x{w} must be a multiple of 16 whose 1/4 map divides into a {grid}x{grid} grid")
+        self.grid, self.regions, self.overlap = grid, grid * grid, int(region_overlap)
+        self.cell = (h // 4 // grid, w // 4 // grid)
+        self.unet = UNetFeatures(in_chans, widths, feat_chans)
+        self.local = LocalEnsemble(self.regions, feat_chans, local_chans, share=share_local)
+        self.nonlocal_attn = NonLocalRegionAttention(self.regions, local_chans, self.unet.bottleneck_chans, embed_dim)
+        gdim = self.unet.bottleneck_chans
+        self.dropout = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(self.regions * local_chans + local_chans + gdim, num_classes)
+        self.global_head = nn.Linear(gdim, num_classes)
+        self.local_head_w = nn.Parameter(torch.empty(self.regions, local_chans, num_classes))
+        self.local_head_b = nn.Parameter(torch.zeros(self.regions, num_classes))
+        nn.init.trunc_normal_(self.local_head_w, std=0.02)
+        self.global_weight, self.local_weight = global_weight, local_weight
+
+    def split_regions(self, feat):
+        """B x C x H x W -> B x R x C x h x w (row-major over the grid)."""
+        b, c, H, W = feat.shape
+        ch, cw = self.cell
+        if self.overlap == 0:
+            x = feat.reshape(b, c, self.grid, ch, self.grid, cw).permute(0, 2, 4, 1, 3, 5)
+            return x.reshape(b, self.regions, c, ch, cw)
+        o = self.overlap
+        padded = F.pad(feat, (o, o, o, o))
+        cells = [padded[:, :, i * ch:i * ch + ch + 2 * o, j * cw:j * cw + cw + 2 * o]
+                 for i in range(self.grid) for j in range(self.grid)]
+        return torch.stack(cells, 1)
+
+    def _forward_all(self, x):
+        feat, bottleneck = self.unet(x)
+        global_vec = bottleneck.mean((2, 3))
+        local_feat, local_attn = self.local(self.split_regions(feat))
+        z, weights, affinity = self.nonlocal_attn(local_feat, global_vec)
+        # Feedback: non-local significance re-weights the local features (uniform = identity).
+        weighted_local = local_feat * (weights * self.regions).unsqueeze(-1)
+        nonlocal_vec = (z * weights.unsqueeze(-1)).sum(1)
+        fused = torch.cat([weighted_local.flatten(1), nonlocal_vec, global_vec], 1)
+        logits = self.classifier(self.dropout(fused))
+        return {
+            "logits": logits,
+            "global_logits": self.global_head(global_vec),
+            "local_logits": (local_feat.unsqueeze(-1) * self.local_head_w).sum(2) + self.local_head_b,
+            "region_weights": weights,
+            "region_affinity": affinity,
+            "local_attention": local_attn,
+        }
+
+    def forward(self, x, return_aux: bool = False):
+        out = self._forward_all(x)
+        return out if return_aux else out["logits"]
+
+    @torch.no_grad()
+    def explain(self, x):
+        return self._forward_all(x)
+
+    def joint_loss(self, out: dict, target, criterion):
+        fused = criterion(out["logits"], target)
+        glob = criterion(out["global_logits"], target)
+        b, r, k = out["local_logits"].shape
+        # Hard (B) or soft (B x K) targets: each sample's target repeated for its R regions.
+        local = criterion(out["local_logits"].reshape(b * r, k), target.repeat_interleave(r, 0))
+        loss = fused + self.global_weight * glob + self.local_weight * local
+        return loss, {"fused": float(fused.detach()), "global": float(glob.detach()), "local": float(local.detach())}
+
+
+@register_model("lnlattennet", input_size=(112, 112), description="Local non-local joint network (edge size)")
+def lnlattennet(num_classes=7, in_chans=3, **kwargs):
+    return LNLAttenNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+@register_model("lnlattennet_paper", input_size=(112, 112), description="Local non-local joint network (wider)")
+def lnlattennet_paper(num_classes=7, in_chans=3, **kwargs):
+    defaults = dict(widths=(32, 64, 128, 256), feat_chans=64, local_chans=64, embed_dim=64)
+    return LNLAttenNet(num_classes=num_classes, in_chans=in_chans, **{**defaults, **kwargs})
