@@ -33,7 +33,7 @@ def _version(p):
 
 def _add_data_arg(p, required=True, default=None):
     p.add_argument("--data", required=required, default=default,
-                   help="data spec: synth[:N], fer2013:PATH, ferplus:PATH, rafdb:PATH, affectnet:PATH[:8], folder:PATH")
+                   help="data spec: synth[:N[:easy|hard]], fer2013:PATH, ferplus:PATH, rafdb:PATH, affectnet:PATH[:8], folder:PATH")
 
 
 @command("data", "fertrt.commands:cmd_data", "look at a data set (preview grid, counts)")
@@ -49,6 +49,90 @@ def _data(p):
     info = sub.add_parser("info", help="print split sizes and class counts")
     info.add_argument("spec")
     info.add_argument("--size", type=int, default=112)
+
+
+@command("train", "fertrt.train.commands:cmd_train", "train a model (resumable; torchrun for multi-GPU)")
+def _train(p):
+    p.add_argument("--model", default="lnlattennet", help="registered model name (see `fertrt models`)")
+    _add_data_arg(p, required=False, default="synth")
+    p.add_argument("-o", "--out", default="runs/train", help="run folder for checkpoints, metrics and plots")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; epochs are fitted to it after the first")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    p.add_argument("--clip-grad", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader processes (useful for file-backed data sets)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--grey", action="store_true", help="1-channel grey input")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor override, e.g. share_local=true, grid=4 (repeatable)")
+    p.add_argument("--no-augment", action="store_true")
+
+
+@command("eval", "fertrt.train.commands:cmd_eval", "evaluate a checkpoint: accuracy, macro-F1, confusion, region weights")
+def _eval(p):
+    p.add_argument("checkpoint", help="a .pt checkpoint written by fertrt train")
+    _add_data_arg(p, required=False, default=None)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("-o", "--out", default=None, help="folder for the confusion matrix, heatmap and JSON (default: beside the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=128)
+
+
+@command("export", "fertrt.export.commands:cmd_export", "checkpoint -> ONNX with metadata, verified on ONNX Runtime")
+def _export(p):
+    p.add_argument("checkpoint", help="a .pt checkpoint written by fertrt train")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: dynamic batch axis)")
+    p.add_argument("--explain", action="store_true", help="LNLAttenNet: add region_weights as a second output")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime check")
+    p.add_argument("--verify-samples", type=int, default=64)
+    p.add_argument("--atol", type=float, default=1e-4, help="max absolute logit difference allowed (default 1e-4)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+@command("quantize", "fertrt.export.commands:cmd_quantize", "FP16 or calibrated INT8 (Q/DQ) ONNX; --sensitivity ranks layers")
+def _quantize(p):
+    p.add_argument("model", help="an FP32 .onnx file from fertrt export")
+    p.add_argument("--precision", choices=["fp16", "int8"], default="int8")
+    p.add_argument("-o", "--output", help="the .onnx file to write (with --sensitivity: the JSON report)")
+    p.add_argument("--calib-data", help="INT8 calibration data: a data spec (drawn from its train split) or a preprocessed .npy")
+    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="entropy")
+    p.add_argument("--percentile", type=float, default=99.99)
+    p.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_OP",
+                   help="node name or op type kept in higher precision (repeatable)")
+    p.add_argument("--keep-fp32", default=None, help="FP16: comma-separated op types kept in FP32 (default: Softmax and reductions)")
+    p.add_argument("--quantize-add", action="store_true", help="INT8: Q/DQ on residual Adds as well")
+    p.add_argument("--keep-classifier", action="store_true", help="INT8: keep the final classifier in FP32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="calibration range cache (default ~/.cache/fertrt/calibration)")
+    p.add_argument("--trt-cache", default=None, help="TensorRT calibration cache to write (default OUTPUT.calib.cache)")
+    p.add_argument("--trt-version", default="8601", help="TensorRT version tag for that cache's header, e.g. 8601 or 8.6.1")
+    p.add_argument("--sensitivity", action="store_true", help="quantize one layer at a time and rank layers by the accuracy they cost")
+    p.add_argument("--eval-data", default=None, help="--sensitivity: data spec to score on (default: the model's, val split)")
+    p.add_argument("--eval-size", type=int, default=500)
+    p.add_argument("--max-drop", type=float, default=1.0, help="--sensitivity: allowed top-1 drop in points")
+    p.add_argument("--force", action="store_true")
+
+
+@command("compare", "fertrt.export.compare:cmd_compare", "compare models on labelled data: accuracy, agreement, logit drift")
+def _compare(p):
+    p.add_argument("models", nargs="+", help="model files: .pt, .onnx, .engine; the first is the reference")
+    _add_data_arg(p, required=False, default=None)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=None, help="use the first N images")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-o", "--output", default=None, help="write the comparison as JSON")
 
 
 def main(argv=None) -> int:

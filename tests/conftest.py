@@ -48,3 +48,22 @@ def torch_threads():
 
     torch.set_num_threads(2)
     return 2
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A small LNLAttenNet trained for a few epochs on easy synth (about half a minute on 2 cores)."""
+    from helpers import train_tiny
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    result = train_tiny(out)
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory):
+    from helpers import export_tiny
+
+    run, _ = tiny_run
+    path = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
+    return export_tiny(run / "best.pt", path)

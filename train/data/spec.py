@@ -1,6 +1,6 @@
 """Data specs and the split container every command uses.
 
-A spec is `KIND[:PATH][:OPTION]`: `synth[:N]`, `fer2013:PATH`, `ferplus:PATH`, `rafdb:PATH[:original]`,
+A spec is `KIND[:PATH][:OPTION]`: `synth[:N[:easy|hard]]`, `fer2013:PATH`, `ferplus:PATH`, `rafdb:PATH[:original]`,
 `affectnet:PATH[:7|:8]`, `folder:PATH`.
 """
 from __future__ import annotations
@@ -92,13 +92,16 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     return kind, rest, option
 
 
-def load_data(spec: str, image_size: int = 112, seed: int = 0, splits=SPLITS) -> DataSource:
-    """Open a data spec. `image_size` is the size synth images are drawn at (real sets keep theirs)."""
+def load_data(spec: str, image_size: int = 112, seed: int = 0, splits=SPLITS, limit: int | None = None) -> DataSource:
+    """Open a data spec. `image_size` is the size synth images are drawn at (real sets keep theirs).
+
+    `limit` caps the samples drawn per split for synth (the first `limit`, same as without it);
+    file-backed sets are lazy anyway."""
     kind, path, option = parse_spec(spec)
     if kind == "synth":
         from .synth_source import open_synth
 
-        return open_synth(spec, option, image_size, seed, splits)
+        return open_synth(spec, option, image_size, seed, splits, limit)
     from . import readers
 
     if not Path(path).exists():

@@ -54,17 +54,17 @@ class SynthConfig:
     size: int = 112
     seed: int = 0
     identities_per_split: int = 300
-    min_intensity: float = 0.35
-    cue_jitter: float = 0.12
-    rotation_deg: float = 12.0
-    scale_jitter: float = 0.08
-    shift_frac: float = 0.05
-    noise_max: float = 8.0
-    blur_p: float = 0.3
-    jpeg_p: float = 0.3
-    occlusion_p: float = 0.12
-    sunglasses_p: float = 0.05
-    mask_p: float = 0.05
+    min_intensity: float = 0.6
+    cue_jitter: float = 0.1
+    rotation_deg: float = 8.0
+    scale_jitter: float = 0.06
+    shift_frac: float = 0.04
+    noise_max: float = 4.0
+    blur_p: float = 0.2
+    jpeg_p: float = 0.2
+    occlusion_p: float = 0.06
+    sunglasses_p: float = 0.04
+    mask_p: float = 0.04
     label_noise: float = 0.0
 
 
@@ -75,7 +75,7 @@ def _identity(seed: int, split: str, k: int) -> dict:
         "skin": _SKIN[r.integers(len(_SKIN))] * r.uniform(0.92, 1.05),
         "hair": _HAIR[r.integers(len(_HAIR))], "hair_style": int(r.integers(3)),
         "eye_sep": r.uniform(12.0, 15.5), "eye_y": r.uniform(-0.22, -0.12), "eye_w": r.uniform(5.5, 7.5),
-        "brow_len": r.uniform(9, 12), "brow_thick": r.uniform(1.6, 3.0),
+        "brow_len": r.uniform(9, 12), "brow_thick": r.uniform(2.0, 3.0),
         "nose_len": r.uniform(9, 13), "mouth_w": r.uniform(13, 18), "mouth_y": r.uniform(0.42, 0.52),
         "glasses": bool(r.random() < 0.12), "bg": r.uniform(40, 230, 3),
     }
@@ -130,7 +130,7 @@ def _draw_face(ident: dict, cues: np.ndarray, r: np.random.Generator, sunglasses
         cv2.ellipse(img, P(ex, ey), P(ew, max(eh, 0.6)), 0, 0, 360, dark, 1, aa, SH)
     boxes["eyes"] = (cx - ident["eye_sep"] - ew - 1, ey - eh - 2, cx + ident["eye_sep"] + ew + 1, ey + eh + 2)
     # brows: height from brow_raise; inner end moved by brow_inner (up = sad/fear, down+inward = anger)
-    by = ey - 7.5 - 4.0 * brow_raise
+    by = ey - 7.5 - 5.0 * brow_raise
     bl, bt = ident["brow_len"], ident["brow_thick"]
     bys = []
     for s in (-1, 1):
@@ -159,7 +159,7 @@ def _draw_face(ident: dict, cues: np.ndarray, r: np.random.Generator, sunglasses
     # mouth: corners move with lip_corner, width with lip_stretch, lower lip drops with mouth_open
     my = cy + fh * ident["mouth_y"]
     mw = ident["mouth_w"] * (1.0 + 0.35 * lip_stretch) * (1.0 - 0.12 * mouth_open) / 2
-    corner_y = my - 4.5 * lip_corner
+    corner_y = my - 5.0 * lip_corner
     upper_mid = my - 1.0 - 2.5 * nose_wrinkle + 1.2 * min(lip_corner, 0)
     lower_mid = my + 1.0 + 11.0 * mouth_open + 2.0 * max(lip_corner, 0) * (mouth_open > 0.15)
     left, right = (cx - mw, corner_y), (cx + mw, corner_y)
@@ -237,9 +237,9 @@ def make_sample(cfg: SynthConfig, split: str, index: int):
         imgf += r.normal(0, sigma, imgf.shape).astype(np.float32)
     img = np.clip(imgf, 0, 255).astype(np.uint8)
     if r.random() < cfg.blur_p:
-        img = cv2.GaussianBlur(img, (0, 0), r.uniform(0.5, 1.3) * S / 112.0)
+        img = cv2.GaussianBlur(img, (0, 0), r.uniform(0.4, 0.9) * S / 112.0)
     if r.random() < cfg.jpeg_p:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(25, 85))])
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(35, 90))])
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if cfg.label_noise > 0 and r.random() < cfg.label_noise:
         label = int(r.integers(len(BASIC7)))

@@ -1,4 +1,4 @@
-"""The `synth[:N]` spec: N training images, N/6 validation and N/3 test images from disjoint identities."""
+"""The `synth[:N[:LEVEL]]` spec: N training images, N/6 validation and N/3 test images from disjoint identities."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,14 @@ from .spec import DataSource, Split
 from .synth import SynthConfig, generate
 
 DEFAULT_TRAIN_SIZE = 6000
+# `synth:N:LEVEL` presets: easy = no nuisances and strong expressions (quick tests); hard = stronger nuisances.
+DIFFICULTY = {
+    "default": {},
+    "easy": dict(min_intensity=0.8, rotation_deg=0, scale_jitter=0, shift_frac=0, noise_max=0, blur_p=0, jpeg_p=0,
+                 occlusion_p=0, sunglasses_p=0, mask_p=0),
+    "hard": dict(min_intensity=0.35, cue_jitter=0.15, rotation_deg=12, scale_jitter=0.08, shift_frac=0.05, noise_max=8,
+                 blur_p=0.3, jpeg_p=0.3, occlusion_p=0.12, sunglasses_p=0.06, mask_p=0.06),
+}
 
 
 def split_sizes(n_train: int) -> dict:
@@ -44,17 +52,21 @@ def generate_parallel(cfg: SynthConfig, split: str, n: int, workers: int | None 
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def open_synth(spec: str, option: str | None, image_size: int, seed: int, splits) -> DataSource:
+def open_synth(spec: str, option: str | None, image_size: int, seed: int, splits, limit=None) -> DataSource:
+    count, _, level = (option or "").partition(":")
     try:
-        n_train = int(option) if option else DEFAULT_TRAIN_SIZE
+        n_train = int(count) if count else DEFAULT_TRAIN_SIZE
     except ValueError:
-        raise FertrtError(f"data spec {spec!r}: expected synth or synth:N with N a number of training images") from None
+        raise FertrtError(f"data spec {spec!r}: expected synth, synth:N or synth:N:LEVEL with N a number of training images") from None
     if n_train < 1:
         raise FertrtError(f"data spec {spec!r}: N must be at least 1")
-    cfg = SynthConfig(size=int(image_size), seed=seed)
+    if level and level not in DIFFICULTY:
+        raise FertrtError(f"data spec {spec!r}: unknown difficulty {level!r}; expected one of {', '.join(DIFFICULTY)}")
+    cfg = SynthConfig(size=int(image_size), seed=seed, **DIFFICULTY[level or "default"])
     sizes = split_sizes(n_train)
     out = {}
     for name in splits:
-        images, labels, boxes = generate_parallel(cfg, name, sizes[name])
+        n = sizes[name] if limit is None else min(sizes[name], limit)
+        images, labels, boxes = generate_parallel(cfg, name, n)
         out[name] = Split(name, BASIC7, labels, images=images, cue_boxes=boxes)
     return DataSource(spec, "synth", BASIC7, out)

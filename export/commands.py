@@ -1,0 +1,45 @@
+"""Handlers of `fertrt export` and `fertrt quantize`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fertrt.errors import FertrtError
+
+
+def cmd_export(args):
+    from .onnx_export import ExportOptions, export_checkpoint
+
+    opts = ExportOptions(opset=args.opset, batch=args.batch, simplify=not args.no_simplify, explain=args.explain,
+                         verify=not args.no_verify, verify_samples=args.verify_samples, atol=args.atol, force=args.force)
+    export_checkpoint(args.checkpoint, args.output, opts)
+    return 0
+
+
+def cmd_quantize(args):
+    from .quantize import FP16_KEEP_OPS, Int8Options, quantize_fp16, quantize_int8
+
+    if args.sensitivity:
+        from .sensitivity import run_sensitivity
+
+        opts = _int8_opts(args)
+        run_sensitivity(args.model, opts, eval_data=args.eval_data, eval_size=args.eval_size, max_drop=args.max_drop,
+                        report_path=args.output)
+        return 0
+    if not args.output:
+        raise FertrtError("-o/--output is required (the quantized ONNX file to write)")
+    if args.precision == "fp16":
+        keep = FP16_KEEP_OPS if args.keep_fp32 is None else tuple(x for x in args.keep_fp32.split(",") if x)
+        quantize_fp16(args.model, args.output, keep_ops=keep, keep_nodes=tuple(args.exclude), force=args.force)
+    else:
+        quantize_int8(args.model, args.output, _int8_opts(args), force=args.force)
+    return 0
+
+
+def _int8_opts(args):
+    from .quantize import Int8Options
+
+    return Int8Options(calib=args.calib_data or "", calib_size=args.calib_size, method=args.calib_method,
+                       percentile=args.percentile, exclude=tuple(args.exclude), quantize_add=args.quantize_add,
+                       keep_classifier=args.keep_classifier, seed=args.seed,
+                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, trt_cache=args.trt_cache,
+                       trt_version=args.trt_version)

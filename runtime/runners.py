@@ -1,0 +1,175 @@
+"""One runner interface for every backend: `with open_runner(path) as r: logits = r.infer(batch)`.
+
+`.onnx` -> ONNX Runtime, `.engine`/`.plan` -> TensorRT, `.pt` -> PyTorch (the reference; the only
+place the runtime touches torch, imported lazily). Labels and preprocessing come from the model
+file's metadata (ONNX metadata_props, the engine's JSON sidecar, the checkpoint), never from guesses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fertrt.errors import FertrtError
+from fertrt.fileio import require_file
+
+from .preprocess import PreprocessConfig
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
+class Runner:
+    backend = "base"
+
+    def __init__(self, path, metadata: dict):
+        self.path = Path(path)
+        self.metadata = metadata
+        try:
+            self.class_names = tuple(metadata["class_names"])
+            self.preprocess = PreprocessConfig.from_dict(metadata["preprocess"])
+        except KeyError as exc:
+            raise FertrtError(f"{path}: has no fertrt metadata ({exc.args[0]} missing); export it with `fertrt export`") from None
+        self.precision = metadata.get("precision", "fp32")
+        self.output_names = ["logits"] + list(metadata.get("explain_outputs", []))
+
+    # -- interface
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW batch -> logits N x K (float32)."""
+        return self.infer_outputs(batch)["logits"]
+
+    def infer_outputs(self, batch: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    @property
+    def describe(self) -> str:
+        return f"{self.backend}:{self.path.name}"
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_batch(self, batch):
+        c, (h, w) = self.preprocess.channels, self.preprocess.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (c, h, w):
+            raise FertrtError(f"{self.path}: expects input N x {c} x {h} x {w}, got {tuple(batch.shape)}")
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+class OrtRunner(Runner):
+    backend = "onnxruntime"
+    _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+    def __init__(self, path, provider: str = "cpu", threads: int | None = None):
+        import onnxruntime as ort
+
+        from fertrt.export.metadata import decode
+
+        require_file(path, "an ONNX model")
+        available = ort.get_available_providers()
+        if provider == "auto":
+            chain = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + ["CPUExecutionProvider"]
+        else:
+            if provider not in self._PROVIDERS:
+                raise FertrtError(f"--provider {provider!r}: expected auto, cpu, cuda or tensorrt")
+            wanted = self._PROVIDERS[provider]
+            if wanted not in available:
+                raise FertrtError(f"--provider {provider}: this onnxruntime has only {', '.join(available)} "
+                                  f"(install onnxruntime-gpu for CUDA/TensorRT providers)")
+            chain = [wanted] + (["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [])
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
+            raise FertrtError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
+        super().__init__(path, decode(self.session.get_modelmeta().custom_metadata_map))
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise FertrtError(f"{path}: expected one image input, found {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        dim0 = inputs[0].shape[0]
+        self.fixed_batch = dim0 if isinstance(dim0, int) else None
+        self.provider = self.session.get_providers()[0]
+        known = {o.name for o in self.session.get_outputs()}
+        self.output_names = [n for n in self.output_names if n in known]
+
+    def infer_outputs(self, batch):
+        x = self._check_batch(batch)
+        if self.fixed_batch is None or len(x) == self.fixed_batch:
+            return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: x})))
+        # a static-batch graph: run in chunks, padding the last one
+        b = self.fixed_batch
+        outs = {n: [] for n in self.output_names}
+        for i in range(0, len(x), b):
+            chunk = x[i:i + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.zeros((b - n,) + chunk.shape[1:], np.float32)])
+            for name, val in zip(self.output_names, self.session.run(self.output_names, {self.input_name: chunk})):
+                outs[name].append(val[:n])
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+class TorchRunner(Runner):
+    """The PyTorch reference (a fertrt checkpoint). The only runner that imports torch."""
+
+    backend = "torch"
+
+    def __init__(self, path, device: str = "cpu"):
+        import torch
+
+        from fertrt.train.checkpoint import load_model
+
+        model, ckpt = load_model(path)
+        meta = {"model_name": ckpt["model_name"], "class_names": ckpt["class_names"], "preprocess": ckpt["preprocess"],
+                "data_spec": ckpt["data_spec"], "precision": "fp32", "model_config": ckpt["model_config"]}
+        super().__init__(path, meta)
+        self.torch = torch
+        self.device = device
+        self.model = model.to(device)
+        self.has_explain = hasattr(model, "explain")
+
+    def infer_outputs(self, batch):
+        x = self.torch.from_numpy(self._check_batch(batch)).to(self.device)
+        with self.torch.no_grad():
+            if self.has_explain:
+                out = self.model(x, return_aux=True)
+                return {"logits": out["logits"].float().cpu().numpy(), "region_weights": out["region_weights"].float().cpu().numpy()}
+            return {"logits": self.model(x).float().cpu().numpy()}
+
+
+def open_runner(path, backend: str = "auto", provider: str = "cpu", **kwargs) -> Runner:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if backend == "auto":
+        backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}.get(suffix)
+        if backend is None:
+            raise FertrtError(f"{path}: unknown model file type {suffix!r}; expected .onnx, .engine/.plan or .pt")
+    if backend == "onnxruntime":
+        return OrtRunner(path, provider=provider, threads=kwargs.get("threads"))
+    if backend == "torch":
+        return TorchRunner(path, device=kwargs.get("device", "cpu"))
+    if backend == "tensorrt":
+        if suffix == ".onnx":
+            from fertrt.engine.cache import engine_for_onnx
+
+            path = engine_for_onnx(path, rebuild=kwargs.get("rebuild", False))
+        from .trt_backend import TrtRunner
+
+        return TrtRunner(path, **{k: v for k, v in kwargs.items() if k in ("cuda_graph", "zero_copy", "rebuild")})
+    raise FertrtError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def run_batched(runner: Runner, x: np.ndarray, batch_size: int = 64, outputs=False):
+    """Run a whole preprocessed array through a runner in batches."""
+    parts = [runner.infer_outputs(x[i:i + batch_size]) if outputs else runner.infer(x[i:i + batch_size])
+             for i in range(0, len(x), batch_size)]
+    if outputs:
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)

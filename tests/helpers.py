@@ -1,0 +1,17 @@
+"""Shared test fixtures' machinery: one small trained LNLAttenNet, exported once per session."""
+import os
+
+from fertrt.export.onnx_export import ExportOptions, export_checkpoint
+from fertrt.train.trainer import TrainConfig, train
+
+TINY_SPEC = "synth:900:easy"
+
+
+def train_tiny(out, model="lnlattennet", epochs=4, **kw):
+    cfg = TrainConfig(model=model, data=TINY_SPEC, out=str(out), epochs=epochs, batch_size=32, lr=3e-3, warmup_epochs=0.5, **kw)
+    return train(cfg, log=lambda *a: None)
+
+
+def export_tiny(ckpt, out_onnx, **kw):
+    export_checkpoint(ckpt, out_onnx, ExportOptions(force=True, **kw), log=lambda *a: None)
+    return out_onnx

@@ -1,0 +1,198 @@
+"""Readers on small files written in each data set's genuine format, the spec parser, synth."""
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from fertrt.errors import FertrtError
+from fertrt.labels import BASIC7, EIGHT, FER2013_IDS, RAFDB_IDS
+from fertrt.train.data import load_data
+from fertrt.train.data.spec import parse_spec
+from fertrt.train.data.synth import PROTOTYPES, SynthConfig, generate, make_sample
+
+
+def _face_pixels(seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, 48 * 48).astype(np.uint8)
+
+
+def _write_fer2013(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for emotion, pixels, usage in rows:
+            w.writerow([emotion, " ".join(str(int(v)) for v in pixels) if not isinstance(pixels, str) else pixels, usage])
+
+
+def test_parse_spec():
+    assert parse_spec("synth") == ("synth", None, None)
+    assert parse_spec("synth:500") == ("synth", None, "500")
+    assert parse_spec("affectnet:/data/aff:8") == ("affectnet", "/data/aff", "8")
+    assert parse_spec("rafdb:/x/RAF") == ("rafdb", "/x/RAF", None)
+    with pytest.raises(FertrtError, match="unknown kind 'imagenet'"):
+        parse_spec("imagenet:/x")
+    with pytest.raises(FertrtError, match="empty data spec"):
+        parse_spec("")
+    with pytest.raises(FertrtError, match="needs a path"):
+        parse_spec("rafdb")
+    with pytest.raises(FertrtError, match="synth:N"):
+        load_data("synth:many")
+
+
+def test_fer2013_reader_maps_labels_and_splits(tmp_path):
+    p = tmp_path / "fer2013.csv"
+    rows = [(0, _face_pixels(0), "Training"), (3, _face_pixels(1), "Training"), (6, _face_pixels(2), "PublicTest"),
+            (5, _face_pixels(3), "PrivateTest"), (2, "1 2 3", "Training")]  # last row malformed
+    _write_fer2013(p, rows)
+    data = load_data(f"fer2013:{tmp_path}")
+    train = data.split("train")
+    assert len(train) == 2 and train.malformed == 1
+    assert [BASIC7[i] for i in train.labels] == ["anger", "happiness"]
+    assert BASIC7[data.split("val").labels[0]] == "neutral"
+    assert BASIC7[data.split("test").labels[0]] == "surprise"
+    img = train.load(1)
+    assert img.shape == (48, 48, 3) and np.array_equal(img[..., 0].ravel(), _face_pixels(1))
+
+
+def test_fer2013_wrong_columns(tmp_path):
+    p = tmp_path / "fer2013.csv"
+    p.write_text("label,image\n1,2\n")
+    with pytest.raises(FertrtError, match="fer2013.csv.*emotion,pixels,Usage"):
+        load_data(f"fer2013:{p}")
+
+
+def test_ferplus_majority_and_soft_labels(tmp_path):
+    _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(i), u) for i, u in enumerate(["Training"] * 3 + ["PrivateTest"])])
+    header = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    votes = [
+        ["Training", "fer0000000.png", 0, 0, 8, 2, 0, 0, 0, 0, 0, 0],  # surprise
+        ["Training", "", 10, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # removed image
+        ["Training", "fer0000002.png", 0, 0, 0, 0, 0, 0, 0, 1, 0, 9],  # not a face
+        ["PrivateTest", "fer0000003.png", 1, 0, 0, 0, 0, 0, 0, 9, 0, 0],  # contempt
+    ]
+    with open(tmp_path / "fer2013new.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header] + votes)
+    data = load_data(f"ferplus:{tmp_path}")
+    assert data.class_names == EIGHT
+    train, test = data.split("train"), data.split("test")
+    assert len(train) == 1 and EIGHT[train.labels[0]] == "surprise"
+    assert np.isclose(train.soft_labels[0][EIGHT.index("surprise")], 0.8)
+    assert np.isclose(train.soft_labels[0][EIGHT.index("sadness")], 0.2)
+    assert EIGHT[test.labels[0]] == "contempt"
+    assert np.array_equal(train.load(0)[..., 0].ravel(), _face_pixels(0))
+
+
+def _write_jpg(path, seed, size=(100, 100)):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rng.integers(0, 256, (*size, 3)).astype(np.uint8))
+
+
+def test_rafdb_reader(tmp_path):
+    root = tmp_path / "RAF-DB" / "basic"
+    (root / "EmoLabel").mkdir(parents=True)
+    entries = [("train_00001.jpg", 4), ("train_00002.jpg", 7), ("test_0001.jpg", 1)]
+    (root / "EmoLabel" / "list_patition_label.txt").write_text("".join(f"{n} {l}\n" for n, l in entries))
+    for k, (n, _) in enumerate(entries):
+        _write_jpg(root / "Image" / "aligned" / n.replace(".jpg", "_aligned.jpg"), k)
+    # a corrupt image is skipped (None) and counted, not a crash
+    (root / "Image" / "aligned" / "train_00002_aligned.jpg").write_bytes(b"not a jpeg")
+    data = load_data(f"rafdb:{root}")
+    train = data.split("train")
+    assert [BASIC7[i] for i in train.labels] == [RAFDB_IDS[4], RAFDB_IDS[7]] == ["happiness", "neutral"]
+    assert train.load(0).shape == (100, 100, 3)
+    assert train.load(1) is None and train.skipped == {1}
+    assert BASIC7[data.split("test").labels[0]] == "surprise"
+    assert data.split("val") is data.split("test")
+
+
+def test_rafdb_wrong_layout(tmp_path):
+    with pytest.raises(FertrtError, match="list_patition_label.txt"):
+        load_data(f"rafdb:{tmp_path}")
+
+
+def test_affectnet_csv_layout_with_face_boxes(tmp_path):
+    root = tmp_path / "AffectNet"
+    img_dir = root / "Manually_Annotated_Images" / "1"
+    _write_jpg(img_dir / "a.jpg", 0, (200, 200))
+    _write_jpg(img_dir / "b.jpg", 1)
+    _write_jpg(img_dir / "c.jpg", 2)
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    (root / "training.csv").write_text(header + "1/a.jpg,10,20,120,100,\"1;2\",1,0.5,0.2\n1/b.jpg,0,0,100,100,\"\",7,0,0\n1/c.jpg,0,0,100,100,\"\",9,0,0\n")
+    data7 = load_data(f"affectnet:{root}")
+    train = data7.split("train")
+    assert len(train) == 1 and BASIC7[train.labels[0]] == "happiness"
+    assert train.load(0).shape == (100, 120, 3)  # cropped to the face box
+    data8 = load_data(f"affectnet:{root}:8")
+    assert [EIGHT[i] for i in data8.split("train").labels] == ["happiness", "contempt"]
+
+
+def test_affectnet_folder_layout(tmp_path):
+    for split in ("train", "val"):
+        for cls in ("0", "6"):
+            _write_jpg(tmp_path / split / cls / "x.png", int(cls))
+    data = load_data(f"affectnet:{tmp_path}")
+    assert sorted(BASIC7[i] for i in data.split("train").labels) == ["anger", "neutral"]
+    assert len(data.split("test")) == 2
+
+
+def test_folder_reader_case_insensitive_and_split(tmp_path):
+    for i in range(30):
+        _write_jpg(tmp_path / ("Happy" if i % 2 else "SAD") / f"img{i}.jpg", i, (20, 20))
+    data = load_data(f"folder:{tmp_path}")
+    total = sum(len(s) for s in data.splits.values())
+    assert total == 30 and len(data.split("train")) >= 15
+    names = {BASIC7[i] for s in data.splits.values() for i in s.labels}
+    assert names == {"happiness", "sadness"}
+    (tmp_path / "bored").mkdir()
+    _write_jpg(tmp_path / "bored" / "x.jpg", 0)
+    with pytest.raises(FertrtError, match="bored.*not an expression label"):
+        load_data(f"folder:{tmp_path}")
+
+
+def test_missing_path_is_named():
+    with pytest.raises(FertrtError, match="/no/such/dir does not exist"):
+        load_data("rafdb:/no/such/dir")
+
+
+# ---------------------------------------------------------------- synth
+def test_synth_is_deterministic_and_disjoint():
+    cfg = SynthConfig(size=64)
+    a = make_sample(cfg, "train", 5)
+    b = make_sample(cfg, "train", 5)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1] and np.array_equal(a[2], b[2])
+    c = make_sample(cfg, "test", 5)
+    assert not np.array_equal(a[0], c[0])
+    imgs, labels, boxes = generate(SynthConfig(size=112), "train", 140)
+    assert imgs.shape == (140, 112, 112, 3) and imgs.dtype == np.uint8
+    counts = np.bincount(labels, minlength=7)
+    assert counts.min() >= 8  # every class present
+    assert boxes.shape == (140, 4, 4)
+    # cue boxes lie inside the image and are well formed
+    assert (boxes[..., 2] > boxes[..., 0]).all() and (boxes[..., 3] > boxes[..., 1]).all()
+    assert boxes.min() > -10 and boxes.max() < 122
+
+
+def test_synth_classes_share_cues_as_documented():
+    cues = dict(zip(BASIC7, PROTOTYPES))
+    # fear and surprise both raise the brows and open the mouth; anger and disgust both lower the brows
+    assert cues["fear"][0] > 0.5 and cues["surprise"][0] > 0.5
+    assert cues["fear"][6] > 0 and cues["surprise"][6] > 0
+    assert cues["anger"][0] < 0 and cues["disgust"][0] < 0
+
+
+def test_synth_expression_changes_the_mouth_region():
+    # same identity and nuisances, only the label differs -> the mouth box pixels differ most
+    cfg = SynthConfig(size=112, rotation_deg=0, scale_jitter=0, shift_frac=0, noise_max=0, blur_p=0, jpeg_p=0,
+                      occlusion_p=0, sunglasses_p=0, mask_p=0)
+    imgs, labels, boxes = generate(cfg, "train", 60)
+    happy = imgs[labels == 1].astype(np.float32).mean(0)
+    neutral = imgs[labels == 0].astype(np.float32).mean(0)
+    assert np.abs(happy - neutral).mean() > 0.5
+
+
+def test_synth_spec_sizes():
+    data = load_data("synth:60", image_size=64)
+    assert (len(data.split("train")), len(data.split("val")), len(data.split("test"))) == (60, 16, 20)
+    assert data.split("train").images.shape[1:] == (64, 64, 3)

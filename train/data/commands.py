@@ -1,0 +1,50 @@
+"""`fertrt data preview|info`."""
+from __future__ import annotations
+
+import numpy as np
+
+from fertrt.fileio import atomic_path
+
+from . import load_data
+
+
+def preview_grid(split, count=49, tile=112, seed=0) -> np.ndarray:
+    """A labelled grid of random samples as one RGB image."""
+    import cv2
+
+    from fertrt.runtime.preprocess import resize, to_rgb
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(split), size=min(count, len(split)), replace=False)
+    cols = int(np.ceil(np.sqrt(len(idx))))
+    rows = int(np.ceil(len(idx) / cols))
+    grid = np.full((rows * (tile + 14), cols * tile, 3), 255, np.uint8)
+    for k, i in enumerate(idx):
+        img = split.load(int(i))
+        r, c = divmod(k, cols)
+        y, x = r * (tile + 14), c * tile
+        if img is not None:
+            grid[y:y + tile, x:x + tile] = resize(to_rgb(img), (tile, tile))
+        label = split.class_names[int(split.labels[i])] if img is not None else "unreadable"
+        cv2.putText(grid, label, (x + 2, y + tile + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return grid
+
+
+def run(args):
+    import cv2
+
+    data = load_data(args.spec, image_size=args.size, seed=getattr(args, "seed", 0))
+    if args.data_cmd == "info":
+        for name, split in data.splits.items():
+            print(f"{name:<6} {len(split):>7} images  " + "  ".join(f"{k}={v}" for k, v in split.class_counts().items()))
+            if split.malformed:
+                print(f"       {split.malformed} malformed rows skipped")
+        return 0
+    split = data.split(args.split)
+    grid = preview_grid(split, args.count, args.size, args.seed)
+    with atomic_path(args.output) as tmp:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        tmp.write_bytes(buf.tobytes())
+    print(f"wrote {args.output}: {min(args.count, len(split))} samples of {args.spec} [{args.split}]"
+          + (f", {len(split.skipped)} unreadable" if split.skipped else ""))
+    return 0
