@@ -135,6 +135,35 @@ def _compare(p):
     p.add_argument("-o", "--output", default=None, help="write the comparison as JSON")
 
 
+@command("build-engine", "fertrt.engine.commands:cmd_build_engine", "build a TensorRT engine (TensorRT 8.5 to 11) with a JSON sidecar")
+def _build_engine(p):
+    p.add_argument("onnx", help="an .onnx file from fertrt export/quantize")
+    p.add_argument("-o", "--output", required=True, help="the .engine file to write (a .engine.json sidecar goes beside it)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "best"], default="fp32",
+                   help="strongly typed builds take precision from the graph: fp16/int8 on an FP32 graph quantize it first")
+    p.add_argument("--batch", default=None, help="optimisation profile of the batch axis MIN,OPT,MAX (default 1,8,32)")
+    p.add_argument("--workspace", type=int, default=None, help="workspace memory pool limit in MiB")
+    p.add_argument("--builder-opt-level", type=int, default=None, help="0..5 (TensorRT 8.6+)")
+    p.add_argument("--timing-cache", default=None, help="timing cache file: loaded before, saved after the build")
+    p.add_argument("--dla-core", type=int, default=None, help="Jetson: build for DLA core N")
+    p.add_argument("--gpu-fallback", action="store_true", help="with --dla-core: run unsupported layers on the GPU")
+    p.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT versions (8.6+)")
+    p.add_argument("--hardware-compat", choices=["none", "ampere+", "same-cc"], default=None, help="engine portable across GPUs (8.6+)")
+    p.add_argument("--legacy-int8", action="store_true", help="implicit INT8 with the entropy calibrator (TensorRT 8.x/10.x)")
+    p.add_argument("--calib-data", default=None, help="calibration data spec (int8 on an FP32 graph, or --legacy-int8)")
+    p.add_argument("--calib-cache", default=None, help="--legacy-int8: TensorRT calibration cache to read/write")
+    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x: use the FP16/INT8 builder flags instead of strong typing")
+    p.add_argument("--no-cache", action="store_true", help="always build (skip the engine cache)")
+    p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+
+
+@command("inspect-engine", "fertrt.engine.commands:cmd_inspect_engine", "summarise an engine and check whether it can run here")
+def _inspect_engine(p):
+    p.add_argument("engine", help="a .engine file with its .engine.json sidecar")
+    p.add_argument("--json", default=None, help="also write the summary and layer table as JSON")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fertrt", description="Facial expression recognition from PyTorch to TensorRT: "
                                      "train, export, quantize, build engines, run and benchmark.")

@@ -1,0 +1,245 @@
+"""The build plan: from options, detected capabilities and the ONNX graph to exact builder settings.
+
+Pure Python (no TensorRT), so every decision and every message is tested on CPU machines.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+
+from fertrt.errors import FertrtError
+
+from .compat import Capabilities, unavailable
+
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+HW_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
+
+
+@dataclass
+class BuildOptions:
+    precision: str = "fp32"
+    batch: tuple[int, int, int] | None = None  # (min, opt, max) of the batch axis
+    workspace_mib: int | None = None
+    builder_opt_level: int | None = None
+    timing_cache: str | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    version_compatible: bool = False
+    hardware_compat: str | None = None
+    legacy_int8: bool = False
+    calib_data: str | None = None
+    calib_cache: str | None = None
+    calib_size: int = 512
+    weakly_typed: bool = False  # use the builder flags path on 10.x instead of strong typing
+    verbose: bool = False
+
+
+@dataclass
+class GraphInfo:
+    """What the builder needs to know about the ONNX file (read with onnx or from metadata)."""
+
+    input_name: str
+    input_shape: tuple  # with None/-1/str for the dynamic batch
+    precision: str  # fp32 | fp16 | int8 (Q/DQ present)
+    sha256: str
+
+    @property
+    def dynamic_batch(self) -> bool:
+        d0 = self.input_shape[0]
+        return not isinstance(d0, int) or d0 < 1
+
+
+@dataclass
+class BuildPlan:
+    strongly_typed: bool
+    network_flags: list[str] = field(default_factory=list)
+    builder_flags: list[str] = field(default_factory=list)
+    prequantize: str | None = None  # "fp16" | "int8": run `fertrt quantize` first, build its output
+    calibrator: dict | None = None  # legacy implicit INT8: {"data": spec, "cache": path, "size": n}
+    profile: dict | None = None  # {input: {"min": shape, "opt": shape, "max": shape}}
+    workspace_bytes: int | None = None
+    builder_opt_level: int | None = None
+    timing_cache: str | None = None
+    dla_core: int | None = None
+    hardware_compat: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def parse_batch(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise FertrtError(f"--batch {text!r}: expected MIN,OPT,MAX (e.g. 1,8,32) or one number") from None
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or not (1 <= parts[0] <= parts[1] <= parts[2]):
+        raise FertrtError(f"--batch {text!r}: expected 1 <= MIN <= OPT <= MAX")
+    return tuple(parts)
+
+
+def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_cores: int | None = None) -> BuildPlan:
+    if opts.precision not in PRECISIONS:
+        raise FertrtError(f"--precision {opts.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    weak_possible = caps.fp16_flag or caps.int8_flag or not caps.strongly_typed
+    if opts.weakly_typed and not (caps.fp16_flag or caps.int8_flag):
+        raise unavailable("--weakly-typed (the FP16/INT8 builder flags)", caps, "build strongly typed from an FP16 or Q/DQ graph (drop --weakly-typed)")
+    strong = caps.strongly_typed and not opts.weakly_typed and not opts.legacy_int8 and opts.precision != "best"
+    plan = BuildPlan(strongly_typed=strong)
+    if strong:
+        plan.network_flags.append("STRONGLY_TYPED")
+    elif caps.explicit_batch_flag:
+        plan.network_flags.append("EXPLICIT_BATCH")
+
+    p, g = opts.precision, graph.precision
+    if p == "best":
+        if not (caps.fp16_flag and caps.int8_flag):
+            raise unavailable("--precision best (weak typing with FP16 and INT8 flags)", caps, "use --precision fp16 or int8 (strongly typed)")
+        plan.builder_flags += ["FP16", "INT8"]
+        if g != "int8":
+            _legacy_calibrator(opts, caps, plan, required=True)
+    elif p == "fp32":
+        if g != "fp32":
+            plan.notes.append(f"the graph is already {g}; its precision is built as it is")
+    elif p == "fp16":
+        if strong:
+            if g == "fp32":
+                plan.prequantize = "fp16"
+                plan.notes.append("strongly typed build: converting the FP32 graph with `fertrt quantize --precision fp16` first")
+            elif g == "int8":
+                plan.notes.append("the graph has Q/DQ nodes; built as INT8 where quantized")
+        else:
+            if not caps.fp16_flag:
+                raise unavailable("the FP16 builder flag", caps, "run `fertrt quantize --precision fp16` first and build the FP16 graph")
+            plan.builder_flags.append("FP16")
+    elif p == "int8":
+        if opts.legacy_int8:
+            if not (caps.int8_flag and caps.calibrator):
+                raise unavailable("--legacy-int8 (implicit INT8 with a calibrator)", caps,
+                                  "run `fertrt quantize --precision int8 --calib-data SPEC` first and build the Q/DQ graph")
+            if g == "int8":
+                raise FertrtError("--legacy-int8: this graph already has Q/DQ nodes (explicit quantization); drop --legacy-int8")
+            plan.builder_flags += ["INT8", "FP16"] if caps.fp16_flag else ["INT8"]
+            _legacy_calibrator(opts, caps, plan, required=True)
+        elif strong:
+            if g == "fp32":
+                if not opts.calib_data:
+                    raise FertrtError("--precision int8 on an FP32 graph needs calibration data: --calib-data SPEC "
+                                      "(or quantize first: `fertrt quantize MODEL.onnx --precision int8 --calib-data SPEC`)")
+                plan.prequantize = "int8"
+                plan.notes.append("strongly typed build: inserting Q/DQ with `fertrt quantize --precision int8` first")
+            elif g == "fp16":
+                raise FertrtError("--precision int8: the graph is FP16; quantize the FP32 model to INT8 instead")
+        else:
+            if g != "int8":
+                if not weak_possible or not caps.int8_flag:
+                    raise unavailable("implicit INT8", caps, "run `fertrt quantize --precision int8` first")
+                raise FertrtError("--precision int8 without strong typing needs a Q/DQ graph (`fertrt quantize --precision int8`) "
+                                  "or --legacy-int8 with --calib-data/--calib-cache")
+            plan.builder_flags += ["INT8", "FP16"] if caps.fp16_flag else ["INT8"]
+
+    # optimisation profile for the dynamic batch axis
+    shape = list(graph.input_shape)
+    if graph.dynamic_batch:
+        mn, op, mx = opts.batch or (1, 8, 32)
+        rest = [int(d) for d in shape[1:]]
+        plan.profile = {graph.input_name: {"min": [mn] + rest, "opt": [op] + rest, "max": [mx] + rest}}
+    elif opts.batch:
+        plan.notes.append(f"the graph has a static batch of {shape[0]}; --batch is ignored (built as it is)")
+
+    if opts.workspace_mib is not None:
+        if opts.workspace_mib <= 0:
+            raise FertrtError(f"--workspace {opts.workspace_mib}: expected a positive number of MiB")
+        if not caps.memory_pool:
+            raise unavailable("--workspace (set_memory_pool_limit)", caps, "upgrade to TensorRT 8.4 or newer")
+        plan.workspace_bytes = int(opts.workspace_mib) << 20
+    if opts.builder_opt_level is not None:
+        if not caps.builder_opt_level:
+            raise unavailable("--builder-opt-level", caps, "drop the option (TensorRT 8.6+ has it)")
+        if not 0 <= opts.builder_opt_level <= 5:
+            raise FertrtError(f"--builder-opt-level {opts.builder_opt_level}: expected 0..5")
+        plan.builder_opt_level = opts.builder_opt_level
+    if opts.timing_cache:
+        if not caps.timing_cache:
+            raise unavailable("--timing-cache", caps, "drop the option")
+        plan.timing_cache = opts.timing_cache
+    if opts.dla_core is not None:
+        if num_dla_cores is not None and num_dla_cores == 0:
+            raise FertrtError(f"--dla-core {opts.dla_core}: this device has no DLA (only Jetson AGX/NX Orin and Xavier have DLA cores)")
+        if num_dla_cores is not None and opts.dla_core >= num_dla_cores:
+            raise FertrtError(f"--dla-core {opts.dla_core}: this device has {num_dla_cores} DLA cores (0..{num_dla_cores - 1})")
+        plan.dla_core = opts.dla_core
+        if opts.gpu_fallback:
+            if not caps.gpu_fallback:
+                raise unavailable("--gpu-fallback", caps, "drop the option")
+            plan.builder_flags.append("GPU_FALLBACK")
+        else:
+            plan.notes.append("DLA without --gpu-fallback: layers DLA cannot run make the build fail")
+    elif opts.gpu_fallback:
+        raise FertrtError("--gpu-fallback only applies with --dla-core N")
+    if opts.version_compatible:
+        if not caps.version_compatible:
+            raise unavailable("--version-compatible", caps, "build on the TensorRT version that will run the engine")
+        plan.builder_flags.append("VERSION_COMPATIBLE")
+    if opts.hardware_compat:
+        if opts.hardware_compat not in HW_COMPAT:
+            raise FertrtError(f"--hardware-compat {opts.hardware_compat!r}: expected one of {', '.join(HW_COMPAT)}")
+        if not caps.hardware_compat:
+            raise unavailable("--hardware-compat", caps, "build on the GPU model that will run the engine")
+        plan.hardware_compat = HW_COMPAT[opts.hardware_compat]
+    return plan
+
+
+def _legacy_calibrator(opts, caps, plan, required):
+    if not caps.calibrator:
+        raise unavailable("the INT8 calibrator", caps, "run `fertrt quantize --precision int8` first and build the Q/DQ graph")
+    if not (opts.calib_data or opts.calib_cache):
+        raise FertrtError("implicit INT8 needs --calib-data SPEC or --calib-cache FILE (e.g. the .calib.cache `fertrt quantize` writes)")
+    plan.calibrator = {"data": opts.calib_data, "cache": opts.calib_cache, "size": opts.calib_size}
+
+
+def cache_key(graph: GraphInfo, caps: Capabilities, gpu: dict, plan: BuildPlan, opts: BuildOptions) -> str:
+    """Engines are reusable only for the same ONNX, TensorRT version, GPU, precision, profile and options."""
+    blob = json.dumps({
+        "onnx": graph.sha256, "trt": caps.version, "gpu": [gpu.get("name"), gpu.get("compute_capability")],
+        "precision": opts.precision, "profile": plan.profile, "strong": plan.strongly_typed,
+        "flags": sorted(plan.builder_flags), "prequantize": plan.prequantize, "opt_level": plan.builder_opt_level,
+        "dla": plan.dla_core, "hw": plan.hardware_compat, "calib": plan.calibrator,
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def trtexec_command(onnx_path: str, engine_path: str, plan: BuildPlan, calib_cache: str | None = None) -> str:
+    """The equivalent trtexec line for the installed version, to reproduce the build outside fertrt."""
+    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
+    if plan.strongly_typed:
+        args.append("--stronglyTyped")
+    for flag, opt in (("FP16", "--fp16"), ("INT8", "--int8")):
+        if flag in plan.builder_flags:
+            args.append(opt)
+    if plan.calibrator and (calib_cache or plan.calibrator.get("cache")):
+        args.append(f"--calib={calib_cache or plan.calibrator['cache']}")
+    if plan.profile:
+        for key in ("min", "opt", "max"):
+            args.append(f"--{key}Shapes=" + ",".join(f"{n}:{'x'.join(map(str, s[key]))}" for n, s in plan.profile.items()))
+    if plan.workspace_bytes:
+        args.append(f"--memPoolSize=workspace:{plan.workspace_bytes >> 20}")
+    if plan.builder_opt_level is not None:
+        args.append(f"--builderOptimizationLevel={plan.builder_opt_level}")
+    if plan.timing_cache:
+        args.append(f"--timingCacheFile={plan.timing_cache}")
+    if plan.dla_core is not None:
+        args.append(f"--useDLACore={plan.dla_core}")
+    if "GPU_FALLBACK" in plan.builder_flags:
+        args.append("--allowGPUFallback")
+    if "VERSION_COMPATIBLE" in plan.builder_flags:
+        args.append("--versionCompatible")
+    if plan.hardware_compat:
+        args.append(f"--hardwareCompatibilityLevel={ {'AMPERE_PLUS': 'ampere+', 'SAME_COMPUTE_CAPABILITY': 'sameComputeCapability', 'NONE': 'none'}[plan.hardware_compat]}")
+    return " ".join(shlex.quote(a) for a in args)
