@@ -140,7 +140,7 @@ class _Reader:
 
         self.x, self.name, self.batch = x, input_name, batch
         self.i = 0
-        self.bar = tqdm(total=len(x), desc=desc, unit="img", leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=len(x), desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=None)
 
     def get_next(self):
         if self.i >= len(self.x):

@@ -164,6 +164,29 @@ def _inspect_engine(p):
     p.add_argument("--json", default=None, help="also write the summary and layer table as JSON")
 
 
+@command("infer", "fertrt.runtime.commands:cmd_infer", "run a model on images, folders, video or a camera (no torch needed)")
+def _infer(p):
+    p.add_argument("model", help=".onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch reference)")
+    p.add_argument("input", help="image, folder of images, video file, camera index, /dev/videoN or a GStreamer pipeline")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"], default="auto")
+    p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "auto"], default="cpu", help="ONNX Runtime execution provider")
+    p.add_argument("--save", default=None, help="annotated output: an image, a folder (for folder input) or a video file")
+    p.add_argument("--jsonl", default=None, help="write one JSON line per image/frame (boxes, labels, probabilities, timings)")
+    p.add_argument("--summary-json", default=None, help="write the run summary as JSON")
+    p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
+    p.add_argument("--detector", choices=["haar"], default="haar", help="face detector (OpenCV's Haar cascade)")
+    p.add_argument("--detector-model", default=None, help="a YuNet face detector .onnx to use instead (gives eye landmarks)")
+    p.add_argument("--margin", type=float, default=0.1, help="crop margin around the face box, as a fraction of its size")
+    p.add_argument("--no-align", action="store_true", help="do not rotate faces upright by the eye landmarks")
+    p.add_argument("--regions", action="store_true", help="draw the 4x4 region weights (models exported with --explain)")
+    p.add_argument("--smooth", type=float, default=0.4, help="video: EMA weight of the newest frame's probabilities")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture a CUDA graph per batch size")
+    p.add_argument("--zero-copy", choices=["on", "off"], default=None, help="TensorRT: mapped host memory (default on for Jetson)")
+    p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild an engine made for another GPU/TensorRT version")
+    p.add_argument("--quiet", action="store_true")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fertrt", description="Facial expression recognition from PyTorch to TensorRT: "
                                      "train, export, quantize, build engines, run and benchmark.")

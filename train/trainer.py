@@ -270,7 +270,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         t_epoch = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not is_main, leave=False, dynamic_ncols=True)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=None if is_main else True, leave=False, dynamic_ncols=True)
         for batch in bar:
             if batch is None:
                 continue
