@@ -187,6 +187,35 @@ def _infer(p):
     p.add_argument("--quiet", action="store_true")
 
 
+@command("bench", "fertrt.benchmarks.harness:cmd_bench", "latency, throughput, memory, accuracy (and power on Jetson) per model and batch")
+def _bench(p):
+    p.add_argument("models", nargs="*", help="model files: .pt, .onnx (FP32/FP16/INT8), .engine")
+    _add_data_arg(p, required=False, default=None)
+    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed budget per configuration")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up calls per configuration")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=None, help="accuracy on the first N images only")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--no-baselines", action="store_true", help="skip the bare onnxruntime / PyTorch eager rows")
+    p.add_argument("--torch-compile", action="store_true", help="add a torch.compile baseline row")
+    p.add_argument("-o", "--out", default="bench-results", help="folder for results.json, report.md and plots")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="print ratios between two results.json files")
+
+
+@command("demo", "fertrt.benchmarks.demo:cmd_demo", "the whole pipeline on the embedded synthetic data, into one report")
+def _demo(p):
+    p.add_argument("-o", "--out", default="fertrt-demo", help="report folder")
+    p.add_argument("--model", default="lnlattennet")
+    p.add_argument("--data", default="synth")
+    p.add_argument("--epochs", type=int, default=10, help="at most this many epochs")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget in minutes")
+    p.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing the report folder")
+    p.add_argument("--bench-seconds", type=float, default=1.0)
+    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--batch", default="1,8,32")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fertrt", description="Facial expression recognition from PyTorch to TensorRT: "
                                      "train, export, quantize, build engines, run and benchmark.")

@@ -1,0 +1,1 @@
+"""Benchmark harness (`fertrt bench`), the demo (`fertrt demo`) and the reproducible suites."""

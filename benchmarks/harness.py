@@ -1,0 +1,302 @@
+"""`fertrt bench`: latency, throughput, memory, accuracy (and power on Jetson) per model x backend x batch,
+side by side with a bare onnxruntime session and PyTorch eager on the same inputs."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fertrt import __version__
+from fertrt.errors import FertrtError
+from fertrt.fileio import sha256_file, write_json_atomic, write_text_atomic
+from fertrt.metrics import summarize
+
+SCHEMA = "fertrt-bench-2"
+
+
+def latency_stats(ns) -> dict:
+    ms = np.asarray(ns, dtype=np.float64) / 1e6
+    return {"n": int(ms.size), "min": float(ms.min()), "mean": float(ms.mean()), "std": float(ms.std()),
+            "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)), "p99": float(np.percentile(ms, 99)),
+            "max": float(ms.max())}
+
+
+def time_fn(fn, warmup: int = 5, iters: int | None = None, seconds: float = 2.0, min_iters: int = 10) -> np.ndarray:
+    """Call fn after `warmup` calls; `iters` timed calls, or as many as fit in `seconds` (at least min_iters)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    t_end = time.perf_counter() + seconds
+    while (iters is not None and len(out) < iters) or (iters is None and (time.perf_counter() < t_end or len(out) < min_iters)):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(time.perf_counter_ns() - t0)
+    return np.asarray(out)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def environment() -> dict:
+    from fertrt.commands import version_info
+    from fertrt.engine.device import jetson_release
+
+    env = version_info()
+    env["cpu"] = _cpu_name()
+    env["cpu_count"] = os.cpu_count()
+    env["machine"] = platform.machine()
+    env["jetson"] = jetson_release()
+    from fertrt.engine.device import gpu_info
+
+    env["gpu"] = gpu_info() or None
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _backends_for(path: str, requested) -> list[str]:
+    suffix = Path(path).suffix.lower()
+    native = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch", ".pth": "torch"}.get(suffix)
+    if native is None:
+        raise FertrtError(f"{path}: unknown model file type (expected .pt, .onnx or .engine)")
+    return [b for b in (requested or [native]) if b == native or (suffix == ".onnx" and b == "tensorrt")]
+
+
+def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, split="test", limit=None, threads=None,
+          baselines=True, torch_compile=False, out_dir=None, log=print) -> dict:
+    from fertrt.export.compare import load_eval_images
+    from fertrt.runtime.preprocess import normalize, postprocess, prepare_images, preprocess
+    from fertrt.runtime.runners import open_runner, run_batched
+
+    from .tegrastats import TegrastatsSampler, clocks_state, summarize as power_summary
+
+    records, ref_pred, images, labels, class_names = [], None, None, None, None
+    env = environment()
+    clocks = clocks_state()
+    if env.get("jetson") and clocks.get("clocks_locked") is False:
+        log("warning: Jetson clocks are not locked (run `sudo jetson_clocks`); latencies will vary")
+    for path in models:
+        for backend in _backends_for(path, None):
+            with open_runner(path, backend=backend, threads=threads) as runner:
+                spec = data_spec or runner.metadata.get("data_spec")
+                if images is None:
+                    if not spec:
+                        raise FertrtError(f"{path}: no data spec in its metadata; pass --data")
+                    images, labels, class_names, _ = load_eval_images(spec, runner.preprocess, split, limit)
+                    log(f"data: {len(images)} images of {spec} [{split}]")
+                pre = runner.preprocess
+                x_all = preprocess(images, pre)
+                t0 = time.perf_counter()
+                logits = run_batched(runner, x_all, 64)
+                acc_seconds = time.perf_counter() - t0
+                pred = logits.argmax(1)
+                metrics = summarize(labels, pred, class_names)
+                agreement = None if ref_pred is None else float((pred == ref_pred).mean())
+                if ref_pred is None:
+                    ref_pred = pred
+                log(f"{Path(path).name} [{runner.backend}, {runner.precision}]: accuracy {metrics['accuracy'] * 100:.2f}%"
+                    + (f", agreement with the reference {agreement * 100:.2f}%" if agreement is not None else " (reference)"))
+                for b in batches:
+                    batch_imgs = [images[i % len(images)] for i in range(b)]
+                    x = x_all[:b] if b <= len(x_all) else np.concatenate([x_all] * (b // len(x_all) + 1))[:b]
+                    batch_logits = np.resize(logits, (b, logits.shape[1]))
+                    stages = {
+                        "preprocess": time_fn(lambda: normalize(prepare_images(batch_imgs, pre), pre), warmup, None, seconds / 4),
+                        "postprocess": time_fn(lambda: postprocess(batch_logits, class_names), warmup, None, seconds / 4),
+                    }
+                    with TegrastatsSampler() as sampler:
+                        t_run = time.perf_counter()
+                        infer_ns = time_fn(lambda: runner.infer(x), warmup, None, seconds)
+                        run_s = time.perf_counter() - t_run
+                    e2e = time_fn(lambda: postprocess(runner.infer(normalize(prepare_images(batch_imgs, pre), pre)), class_names),
+                                  warmup, None, seconds / 2)
+                    rec = {
+                        "model": str(path), "model_sha256": sha256_file(path), "backend": runner.backend,
+                        "precision": runner.precision, "batch": b, "tool": "fertrt",
+                        "latency_ms": latency_stats(infer_ns), "end_to_end_ms": latency_stats(e2e),
+                        "stages_ms": {k: latency_stats(v)["mean"] for k, v in stages.items()} | {"infer": float(np.mean(infer_ns) / 1e6)},
+                        "throughput_ips": float(b / (np.mean(infer_ns) / 1e9)),
+                        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "per_class_accuracy": metrics["per_class_accuracy"],
+                        "confusion": metrics["confusion"], "agreement_with_reference": agreement, "n_eval": len(labels),
+                        "peak_rss_mb": peak_rss_mb(), "power": power_summary(sampler.samples, run_s, b * len(infer_ns)) if sampler.samples else None,
+                        "latency_samples_ms": (infer_ns / 1e6).round(4).tolist()[:2000],
+                    }
+                    records.append(rec)
+                    log(f"  batch {b:>3}: p50 {rec['latency_ms']['p50']:.2f} ms  p99 {rec['latency_ms']['p99']:.2f} ms  "
+                        f"{rec['throughput_ips']:.0f} img/s  (end to end p50 {rec['end_to_end_ms']['p50']:.2f} ms)")
+                    if baselines and runner.backend == "onnxruntime":
+                        records.append(_bare_ort_record(path, runner, x, b, warmup, seconds, threads, log))
+                    if baselines and runner.backend == "torch":
+                        records.extend(_torch_records(path, runner, x, b, warmup, seconds, torch_compile, log))
+    result = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, "clocks": clocks,
+              "settings": {"batches": list(batches), "seconds": seconds, "warmup": warmup, "split": split, "data": data_spec,
+                           "threads": threads},
+              "results": records}
+    if out_dir:
+        write_outputs(result, Path(out_dir), log=log)
+    return result
+
+
+def _bare_ort_record(path, runner, x, b, warmup, seconds, threads, log):
+    """What users would write by hand: a plain InferenceSession.run on the same preprocessed batch."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    ns = time_fn(lambda: sess.run(None, {name: x}), warmup, None, seconds)
+    rec = {"model": str(path), "backend": "onnxruntime-bare", "precision": runner.precision, "batch": b, "tool": "baseline",
+           "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9)), "latency_samples_ms": (ns / 1e6).round(4).tolist()[:2000]}
+    log(f"  batch {b:>3}: bare onnxruntime p50 {rec['latency_ms']['p50']:.2f} ms")
+    return rec
+
+
+def _torch_records(path, runner, x, b, warmup, seconds, torch_compile, log):
+    import torch
+
+    recs = []
+    xt = torch.from_numpy(x)
+    model = runner.model
+
+    def eager():
+        with torch.no_grad():
+            model(xt)
+
+    ns = time_fn(eager, warmup, None, seconds)
+    recs.append({"model": str(path), "backend": "torch-eager", "precision": "fp32", "batch": b, "tool": "baseline",
+                 "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9)), "latency_samples_ms": (ns / 1e6).round(4).tolist()[:2000]})
+    log(f"  batch {b:>3}: PyTorch eager p50 {recs[-1]['latency_ms']['p50']:.2f} ms")
+    if torch_compile:
+        try:
+            compiled = torch.compile(model)
+
+            def comp():
+                with torch.no_grad():
+                    compiled(xt)
+
+            ns = time_fn(comp, max(warmup, 3), None, seconds)
+            recs.append({"model": str(path), "backend": "torch-compile", "precision": "fp32", "batch": b, "tool": "baseline",
+                         "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9))})
+            log(f"  batch {b:>3}: torch.compile p50 {recs[-1]['latency_ms']['p50']:.2f} ms")
+        except Exception as exc:  # noqa: BLE001 - torch.compile failures vary by platform; record and go on
+            log(f"  torch.compile unavailable here ({exc.__class__.__name__}); skipped")
+    return recs
+
+
+# ---------------------------------------------------------------- outputs
+def overhead_ratios(records) -> list[dict]:
+    """fertrt runtime vs bare onnxruntime vs PyTorch eager, per model x batch, from one run."""
+    by_key = {}
+    for r in records:
+        by_key.setdefault((r["model"], r["batch"]), {})[r["backend"]] = r["latency_ms"]["p50"]
+    rows = []
+    for (model, batch), lat in by_key.items():
+        if "onnxruntime" in lat and "onnxruntime-bare" in lat:
+            rows.append({"model": model, "batch": batch, "fertrt_ms": lat["onnxruntime"], "bare_ms": lat["onnxruntime-bare"],
+                         "ratio": lat["onnxruntime"] / lat["onnxruntime-bare"]})
+        if "torch" in lat and "torch-eager" in lat:
+            rows.append({"model": model, "batch": batch, "fertrt_ms": lat["torch"], "bare_ms": lat["torch-eager"],
+                         "ratio": lat["torch"] / lat["torch-eager"], "baseline": "torch-eager"})
+    return rows
+
+
+def report_markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = ["# fertrt benchmark", "",
+             f"Machine: {env.get('cpu')} ({env.get('cpu_count')} cores), GPU: {(env.get('gpu') or {}).get('name', 'none')}, "
+             f"onnxruntime {env.get('onnxruntime')}, torch {env.get('torch')}, TensorRT {env.get('tensorrt') or 'not installed'}, "
+             f"fertrt {env.get('fertrt')}. Created {result['created']}.", "",
+             "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | img/s | top-1 | macro-F1 | agreement |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        acc = f"{r['accuracy'] * 100:.2f}%" if r.get("accuracy") is not None else ""
+        f1 = f"{r['macro_f1'] * 100:.2f}%" if r.get("macro_f1") is not None else ""
+        agr = "ref" if r.get("tool") == "fertrt" and r.get("agreement_with_reference") is None else (
+            f"{r['agreement_with_reference'] * 100:.2f}%" if r.get("agreement_with_reference") is not None else "")
+        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {r['precision']} | {r['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
+                     f"{lat['p99']:.2f} | {r['throughput_ips']:.0f} | {acc} | {f1} | {agr} |")
+    ratios = overhead_ratios(result["results"])
+    if ratios:
+        lines += ["", "Side by side (p50 latency, same inputs, same run):", "",
+                  "| model | batch | fertrt runtime ms | baseline | baseline ms | ratio |", "|---|---:|---:|---|---:|---:|"]
+        for q in ratios:
+            lines.append(f"| {Path(q['model']).name} | {q['batch']} | {q['fertrt_ms']:.3f} | {q.get('baseline', 'bare onnxruntime')} | "
+                         f"{q['bare_ms']:.3f} | {q['ratio']:.3f} |")
+    power = [r for r in result["results"] if r.get("power")]
+    if power:
+        lines += ["", "| model | backend | batch | mean power W | mJ / inference | max temps °C |", "|---|---|---:|---:|---:|---|"]
+        for r in power:
+            p = r["power"]
+            lines.append(f"| {Path(r['model']).name} | {r['backend']} | {r['batch']} | {p['mean_power_w']:.2f} | "
+                         f"{p['energy_per_inference_mj']:.2f} | {p['max_temps_c']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict, out: Path, log=print):
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", result)
+    write_text_atomic(out / "report.md", report_markdown(result))
+    try:
+        from .plots import plot_all
+
+        plot_all(result, out)
+    except ModuleNotFoundError as exc:  # matplotlib is a [train] extra; a Jetson runtime install may lack it
+        log(f"plots skipped ({exc.name} not installed)")
+    log(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+
+
+def compare_results(old_path, new_path) -> list[dict]:
+    def load(p):
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FertrtError(f"{p}: not a readable results.json ({exc})") from exc
+        if data.get("schema") != SCHEMA:
+            raise FertrtError(f"{p}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+        return {(Path(r["model"]).name, r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
+
+    old, new = load(old_path), load(new_path)
+    rows = []
+    for key in sorted(set(old) & set(new), key=str):
+        o, n = old[key], new[key]
+        rows.append({"model": key[0], "backend": key[1], "precision": key[2], "batch": key[3],
+                     "old_p50_ms": o["latency_ms"]["p50"], "new_p50_ms": n["latency_ms"]["p50"],
+                     "p50_ratio": n["latency_ms"]["p50"] / o["latency_ms"]["p50"],
+                     "throughput_ratio": n["throughput_ips"] / o["throughput_ips"],
+                     "accuracy_delta": (n.get("accuracy") - o.get("accuracy")) if n.get("accuracy") is not None and o.get("accuracy") is not None else None})
+    return rows
+
+
+def cmd_bench(args):
+    if args.compare:
+        rows = compare_results(*args.compare)
+        print(f"{'model':<28} {'backend':<17} {'prec':<5} {'batch':>5} {'old p50':>9} {'new p50':>9} {'ratio':>7} {'thru x':>7} {'Δacc':>7}")
+        for r in rows:
+            d = "" if r["accuracy_delta"] is None else f"{r['accuracy_delta'] * 100:+.2f}"
+            print(f"{r['model'][:28]:<28} {r['backend']:<17} {r['precision']:<5} {r['batch']:>5} {r['old_p50_ms']:>9.3f} "
+                  f"{r['new_p50_ms']:>9.3f} {r['p50_ratio']:>7.3f} {r['throughput_ratio']:>7.3f} {d:>7}")
+        return 0
+    if not args.models:
+        raise FertrtError("give model files to benchmark (or --compare OLD NEW)")
+    batches = tuple(int(b) for b in args.batch.split(","))
+    result = bench(args.models, args.data, batches, args.seconds, args.warmup, args.split, args.limit, args.threads,
+                   baselines=not args.no_baselines, torch_compile=args.torch_compile, out_dir=args.out)
+    print(report_markdown(result))
+    return 0
