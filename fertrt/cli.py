@@ -235,7 +235,7 @@ def main(argv=None) -> int:
         print(f"fertrt {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        extra = "train" if exc.name in ("torch", "onnx", "onnxslim", "onnxconverter_common", "matplotlib", "tqdm") else None
+        extra = "train" if exc.name in ("torch", "onnx", "onnxslim", "matplotlib", "tqdm") else None
         hint = f" (install it with: pip install 'fertrt[{extra}]')" if extra else ""
         print(f"fertrt {args.command}: error: this command needs the Python package {exc.name!r}{hint}", file=sys.stderr)
         return 2

@@ -33,7 +33,10 @@ def preview_grid(split, count=49, tile=112, seed=0) -> np.ndarray:
 def run(args):
     import cv2
 
-    data = load_data(args.spec, image_size=args.size, seed=getattr(args, "seed", 0))
+    if args.data_cmd == "preview":  # synth draws only what the grid shows
+        data = load_data(args.spec, image_size=args.size, seed=args.seed, splits=(args.split,), limit=args.count * 2)
+    else:
+        data = load_data(args.spec, image_size=args.size)
     if args.data_cmd == "info":
         for name, split in data.splits.items():
             print(f"{name:<6} {len(split):>7} images  " + "  ".join(f"{k}={v}" for k, v in split.class_counts().items()))
