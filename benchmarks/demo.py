@@ -18,7 +18,7 @@ def _step(n, total, text):
     print(f"\n[{n}/{total}] {text}", flush=True)
 
 
-def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, minutes=5.0, fresh=False, bench_seconds=1.0,
+def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, minutes=6.0, fresh=False, bench_seconds=1.0,
              calib_size=512, batches=(1, 8, 32)) -> dict:
     import cv2
     import numpy as np

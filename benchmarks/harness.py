@@ -76,8 +76,41 @@ def _backends_for(path: str, requested) -> list[str]:
     return [b for b in (requested or [native]) if b == native or (suffix == ".onnx" and b == "tensorrt")]
 
 
+def concurrent_throughput(path, backend, x, streams: int, seconds: float, threads=None) -> dict:
+    """Images/s with `streams` threads, each with its own runner (own execution context / session)."""
+    import threading
+
+    from fertrt.runtime.runners import open_runner
+
+    runners = [open_runner(path, backend=backend, threads=threads) for _ in range(streams)]
+    counts = [0] * streams
+    start = threading.Barrier(streams + 1)
+    stop = threading.Event()
+
+    def work(i):
+        runners[i].infer(x)  # warm-up
+        start.wait()
+        while not stop.is_set():
+            runners[i].infer(x)
+            counts[i] += 1
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(streams)]
+    for w in workers:
+        w.start()
+    start.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    for r in runners:
+        r.close()
+    return {"streams": streams, "throughput_ips": sum(counts) * len(x) / elapsed, "calls": sum(counts)}
+
+
 def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, split="test", limit=None, threads=None,
-          baselines=True, torch_compile=False, out_dir=None, log=print) -> dict:
+          baselines=True, torch_compile=False, out_dir=None, streams=1, log=print) -> dict:
     from fertrt.export.compare import load_eval_images
     from fertrt.runtime.preprocess import normalize, postprocess, prepare_images, preprocess
     from fertrt.runtime.runners import open_runner, run_batched
@@ -135,6 +168,13 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
                         "peak_rss_mb": peak_rss_mb(), "power": power_summary(sampler.samples, run_s, b * len(infer_ns)) if sampler.samples else None,
                         "latency_samples_ms": (infer_ns / 1e6).round(4).tolist()[:2000],
                     }
+                    if hasattr(runner, "infer_timed"):  # GPU backend: device-side stages from CUDA events
+                        ev = [runner.infer_timed(x) for _ in range(20)]
+                        rec["gpu_stages_ms"] = {k: float(np.median([e[k] for e in ev])) for k in ev[0]}
+                        rec["device_memory_mb"] = runner.device_memory_mb()
+                    if streams > 1:
+                        rec["concurrency"] = concurrent_throughput(path, runner.backend, x, streams, seconds, threads)
+                        log(f"  batch {b:>3}: {streams} streams: {rec['concurrency']['throughput_ips']:.0f} img/s")
                     records.append(rec)
                     log(f"  batch {b:>3}: p50 {rec['latency_ms']['p50']:.2f} ms  p99 {rec['latency_ms']['p99']:.2f} ms  "
                         f"{rec['throughput_ips']:.0f} img/s  (end to end p50 {rec['end_to_end_ms']['p50']:.2f} ms)")
@@ -144,7 +184,7 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
                         records.extend(_torch_records(path, runner, x, b, warmup, seconds, torch_compile, log))
     result = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, "clocks": clocks,
               "settings": {"batches": list(batches), "seconds": seconds, "warmup": warmup, "split": split, "data": data_spec,
-                           "threads": threads},
+                           "threads": threads, "streams": streams},
               "results": records}
     if out_dir:
         write_outputs(result, Path(out_dir), log=log)
@@ -297,6 +337,6 @@ def cmd_bench(args):
         raise FertrtError("give model files to benchmark (or --compare OLD NEW)")
     batches = tuple(int(b) for b in args.batch.split(","))
     result = bench(args.models, args.data, batches, args.seconds, args.warmup, args.split, args.limit, args.threads,
-                   baselines=not args.no_baselines, torch_compile=args.torch_compile, out_dir=args.out)
+                   baselines=not args.no_baselines, torch_compile=args.torch_compile, out_dir=args.out, streams=args.streams)
     print(report_markdown(result))
     return 0

@@ -11,8 +11,6 @@ import numpy as np
 
 
 def main(argv=None):
-    import onnxruntime as ort
-
     from fertrt.runtime.face import HaarDetector, crop_face
     from fertrt.runtime.preprocess import preprocess
     from fertrt.runtime.predictor import Predictor
@@ -26,7 +24,9 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args(argv)
     runner = OrtRunner(args.model)
-    sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    # The same session underneath both, so the difference is the runtime's own work (checks, dict
+    # building); two sessions on 2 cores would also measure their thread pools spinning against each other.
+    sess = runner.session
     imgs, _, _ = generate(SynthConfig(size=140), "test", 4)
     for b in (1, 8):
         x = preprocess(list(imgs[:1]) * b, runner.preprocess)
@@ -40,10 +40,20 @@ def main(argv=None):
               f"overhead {(np.median(ours) / np.median(bare) - 1) * 100:+.2f}%")
     det = HaarDetector()
     pred = Predictor(runner)
+    # cartoon faces are not all found by the Haar cascade: keep candidates it finds on their own
+    candidates, _, _ = generate(SynthConfig(size=140), "test", 40)
+    found = []
+    for face in candidates:
+        probe = np.full((480, 640, 3), 190, np.uint8)
+        probe[170:310, 250:390] = face
+        if len(det.detect(probe)) == 1:
+            found.append(face)
+        if len(found) == 4:
+            break
     for n in (1, 4):
         frame = np.full((480, 640, 3), 190, np.uint8)
         for j in range(n):
-            frame[170:310, 10 + j * 155:150 + j * 155] = imgs[j]
+            frame[170:310, 10 + j * 155:150 + j * 155] = found[j]
         stages = {"detect": [], "crop": [], "preprocess": [], "infer": [], "postprocess": []}
         import time
 
@@ -58,7 +68,9 @@ def main(argv=None):
             stages["crop"].append((t2 - t1) * 1e3)
             for k, v in pred.last_timings.items():
                 stages[k].append(v)
-        print(f"640x480 frame, {n} face(s) pasted ({len(faces)} detected): " + ", ".join(f"{k} {np.median(v):.2f} ms" for k, v in stages.items()))
+        total = sum(np.median(v) for v in stages.values())
+        print(f"640x480 frame, {n} face(s) ({len(faces)} detected), medians of 30: "
+              + ", ".join(f"{k} {np.median(v):.2f} ms" for k, v in stages.items()) + f"; total {total:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -57,21 +57,11 @@ def export_module(model, explain: bool = False):
 def verification_batch(data_spec: str, pre, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n real samples (preprocessed NCHW float32, labels) from the spec's test split."""
     from fertrt.runtime.preprocess import preprocess
-    from fertrt.train.data import load_data
 
-    data = load_data(data_spec, image_size=pre.input_size[0], seed=seed, splits=("test",), limit=n)
-    split = data.split("test")
-    imgs, labels = [], []
-    for i in range(len(split)):
-        img = split.load(i)
-        if img is not None:
-            imgs.append(img)
-            labels.append(int(split.labels[i]))
-        if len(imgs) == n:
-            break
-    if not imgs:
-        raise FertrtError(f"data {data_spec!r}: no readable test samples to verify the export with")
-    return preprocess(imgs, pre), np.asarray(labels)
+    from .compare import load_eval_images
+
+    images, labels, _, _ = load_eval_images(data_spec, pre, "test", n, seed)
+    return preprocess(images, pre), labels
 
 
 def logit_report(ref: np.ndarray, got: np.ndarray) -> dict:

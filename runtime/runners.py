@@ -135,6 +135,11 @@ class TorchRunner(Runner):
         self.model = model.to(device)
         self.has_explain = hasattr(model, "explain")
 
+    def infer(self, batch):
+        x = self.torch.from_numpy(self._check_batch(batch)).to(self.device)
+        with self.torch.no_grad():
+            return self.model(x).float().cpu().numpy()  # logits only: no auxiliary heads
+
     def infer_outputs(self, batch):
         x = self.torch.from_numpy(self._check_batch(batch)).to(self.device)
         with self.torch.no_grad():

@@ -68,6 +68,20 @@ class _PyCuda:
     def graph_capture(self, s, fn):
         raise FertrtError("--cuda-graph needs cuda-python (pip install cuda-python); pycuda is in use here")
 
+    def event(self):
+        return self.cuda.Event()
+
+    def record(self, ev, s):
+        ev.record(s)
+
+    def elapsed_ms(self, start, end):
+        end.synchronize()
+        return end.time_since(start)
+
+    def mem_used_bytes(self):
+        free, total = self.cuda.mem_get_info()
+        return total - free
+
 
 class _CudaPython:
     name = "cuda-python"
@@ -126,6 +140,20 @@ class _CudaPython:
         graph = self._check(self.rt.cudaStreamEndCapture(s))
         exec_graph = self._check(self.rt.cudaGraphInstantiate(graph, 0))
         return lambda: self._check(self.rt.cudaGraphLaunch(exec_graph, s))
+
+    def event(self):
+        return self._check(self.rt.cudaEventCreate())
+
+    def record(self, ev, s):
+        self._check(self.rt.cudaEventRecord(ev, s))
+
+    def elapsed_ms(self, start, end):
+        self._check(self.rt.cudaEventSynchronize(end))
+        return float(self._check(self.rt.cudaEventElapsedTime(start, end)))
+
+    def mem_used_bytes(self):
+        free, total = self._check(self.rt.cudaMemGetInfo())
+        return total - free
 
 
 _CUDA = None
@@ -221,12 +249,42 @@ class TrtRunner(Runner):
             for name in self.outputs:
                 self.cuda.dtoh_async(self.host[name][:n], self.dev[name], self.stream)
 
-    def infer_outputs(self, batch):
+    def infer_timed(self, batch) -> dict:
+        """One inference with CUDA events around copy in, execute and copy out (ms, device-side)."""
         x = self._check_batch(batch)
         n = len(x)
+        self._check_profile(n)
+        ev = [self.cuda.event() for _ in range(4)]
+        s = self.cuda.stream_handle(self.stream)
+        with self.lock:
+            self.host[self.input_name][:n] = x
+            self.context.set_input_shape(self.input_name, x.shape)
+            self.cuda.record(ev[0], self.stream)
+            if not self.zero_copy:
+                self.cuda.htod_async(self.dev[self.input_name], self.host[self.input_name][:n], self.stream)
+            self.cuda.record(ev[1], self.stream)
+            self.context.execute_async_v3(s)
+            self.cuda.record(ev[2], self.stream)
+            if not self.zero_copy:
+                for name in self.outputs:
+                    self.cuda.dtoh_async(self.host[name][:n], self.dev[name], self.stream)
+            self.cuda.record(ev[3], self.stream)
+            self.cuda.sync(self.stream)
+        return {"copy_in": self.cuda.elapsed_ms(ev[0], ev[1]), "execute": self.cuda.elapsed_ms(ev[1], ev[2]),
+                "copy_out": self.cuda.elapsed_ms(ev[2], ev[3])}
+
+    def device_memory_mb(self) -> float:
+        return self.cuda.mem_used_bytes() / 2 ** 20
+
+    def _check_profile(self, n):
         if not self.min_batch <= n <= self.max_batch:
             raise FertrtError(f"{self.path}: batch {n} is outside the engine's profile [{self.min_batch}, {self.max_batch}]; "
                               f"rebuild with --batch MIN,OPT,MAX covering it")
+
+    def infer_outputs(self, batch):
+        x = self._check_batch(batch)
+        n = len(x)
+        self._check_profile(n)
         with self.lock:
             self.host[self.input_name][:n] = x
             self.context.set_input_shape(self.input_name, x.shape)

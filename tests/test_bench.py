@@ -65,6 +65,14 @@ def test_bench_results_schema_and_accuracy_equals_eval(tiny_run, tiny_onnx, tmp_
     assert "| tiny.onnx | onnxruntime | fp32 | 1 |" in (out / "report.md").read_text()
 
 
+def test_bench_streams(tiny_onnx):
+    from fertrt.benchmarks.harness import concurrent_throughput
+
+    x = np.zeros((2, 3, 112, 112), np.float32)
+    res = concurrent_throughput(tiny_onnx, "onnxruntime", x, streams=2, seconds=0.3, threads=1)
+    assert res["streams"] == 2 and res["calls"] > 0 and res["throughput_ips"] > 0
+
+
 def test_bench_compare_ratios(tmp_path):
     def rec(p50, thr, acc):
         return {"model": "m.onnx", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "latency_ms": {"p50": p50},

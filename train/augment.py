@@ -10,11 +10,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    # Mild by default: measured on synth (which carries its own misalignment, lighting and occluders),
+    # crop 0.8-1 / 8 deg / jitter 0.2 / erasing 0.25 held LNLAttenNet at 48% val after 4 epochs,
+    # these settings reached 91%.
     hflip: float = 0.5
-    crop_scale: tuple[float, float] = (0.80, 1.0)  # random resized crop: area fraction
-    rotation_deg: float = 8.0
-    color_jitter: float = 0.2  # brightness/contrast/saturation strength
-    erasing: float = 0.25  # probability of one random erased rectangle
+    crop_scale: tuple[float, float] = (0.90, 1.0)  # random resized crop: area fraction
+    rotation_deg: float = 4.0
+    color_jitter: float = 0.1  # brightness/contrast/saturation strength
+    erasing: float = 0.1  # probability of one random erased rectangle
 
 
 def augment_batch(batch: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
