@@ -98,3 +98,18 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert final["epoch"] == 2
     epochs = [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 4))
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(tmp_path):
+    """The same command under torchrun: two processes, DistributedDataParallel over gloo, rank 0 writes."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    fertrt = os.path.join(os.path.dirname(sys.executable), "fertrt")
+    if not (os.path.exists(torchrun) and os.path.exists(fertrt)):
+        pytest.skip("torchrun or the fertrt console script is not installed beside this Python")
+    out = tmp_path / "ddp"
+    r = subprocess.run([torchrun, "--nproc-per-node", "2", fertrt, "train", "--model", "lnlattennet", "--data", "synth:128:easy",
+                        "-o", str(out), "--epochs", "1", "--batch-size", "16"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done: best val accuracy") == 1  # only rank 0 reports
+    assert read_checkpoint(out / "last.pt")["epoch"] == 0

@@ -33,6 +33,8 @@ def cmd_train(args):
                       amp=not args.no_amp, resume=args.resume, grey=args.grey,
                       model_kwargs=_parse_model_args(args.model_arg), augment=augment)
     result = train(cfg)
+    if not result["is_main"]:
+        return 0  # under torchrun only rank 0 reports
     print(f"done: best val accuracy {result['best_accuracy']:.4f} after {result['epochs']} epochs "
           f"in {result['seconds'] / 60:.1f} min; checkpoints {result['best']} and {result['last']}")
     return 0

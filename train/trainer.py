@@ -329,7 +329,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         epoch += 1
     if world > 1:
         torch.distributed.destroy_process_group()
-    return {"best_accuracy": best_acc, "epochs": epochs, "seconds": time.perf_counter() - t_start,
+    return {"best_accuracy": best_acc, "epochs": epochs, "seconds": time.perf_counter() - t_start, "is_main": is_main,
             "best": str(best_path), "last": str(last_path), "history": history}
 
 
