@@ -29,7 +29,7 @@ class TrainConfig:
     model: str = "lnlattennet"
     data: str = "synth"
     out: str = "runs/train"
-    epochs: int = 12
+    epochs: int = 10
     minutes: float | None = None  # wall-clock budget; epochs are fitted to it after the first epoch
     batch_size: int = 64
     lr: float = 2e-3
