@@ -24,7 +24,11 @@ def plot_all(result: dict, out: Path):
     # latency distribution per configuration
     with_samples = [r for r in recs if r.get("latency_samples_ms")]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(with_samples))))
-    ax.boxplot([r["latency_samples_ms"] for r in with_samples], vert=False, showfliers=False)
+    data = [r["latency_samples_ms"] for r in with_samples]
+    try:
+        ax.boxplot(data, orientation="horizontal", showfliers=False)  # matplotlib >= 3.10
+    except TypeError:
+        ax.boxplot(data, vert=False, showfliers=False)
     ax.set_yticks(range(1, len(with_samples) + 1), [f"{Path(r['model']).name} {r['backend']} b{r['batch']}" for r in with_samples], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("latency per batch (ms, log)")
