@@ -21,7 +21,6 @@ def _step(n, total, text):
 def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, minutes=6.0, fresh=False, bench_seconds=1.0,
              calib_size=512, batches=(1, 8, 32)) -> dict:
     import cv2
-    import numpy as np
 
     from fertrt.export.compare import compare_models, format_table
     from fertrt.export.onnx_export import ExportOptions, export_checkpoint
@@ -31,7 +30,7 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
     from fertrt.train.data.commands import preview_grid
     from fertrt.train.trainer import TrainConfig, train
 
-    from .harness import bench, overhead_ratios, write_outputs
+    from .harness import bench, overhead_ratios
 
     out = Path(out)
     if fresh and out.exists():
@@ -154,11 +153,10 @@ def _sample_predictions(onnx_path, out: Path) -> dict:
 
 
 def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timings, seconds) -> str:
-    import platform
 
     env = result["environment"]
     reg = ev.get("regions", {})
-    lines = [f"# fertrt demo report", "",
+    lines = ["# fertrt demo report", "",
              f"Model `{model}` trained on `{data}`; measured on {env.get('cpu')} ({env.get('cpu_count')} cores), "
              f"onnxruntime {env.get('onnxruntime')}, torch {env.get('torch')}, TensorRT {env.get('tensorrt') or 'not installed'}; "
              f"total {seconds / 60:.1f} min.", "",
@@ -172,7 +170,7 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
     lines += ["", "Confusion matrix: ![confusion](eval/eval_test_confusion.png)", ""]
     if reg:
         lines += ["## Where the non-local weights go", "",
-                  f"Mean region weight per class (4x4 grid over the face): ![regions](eval/eval_test_region_weights.png)", ""]
+                  "Mean region weight per class (4x4 grid over the face): ![regions](eval/eval_test_region_weights.png)", ""]
         if "cue_weight_share" in reg:
             lines.append(f"Share of the 16 region weights on the cells that hold the expression cues (brows, eyes, nose, mouth, "
                          f"from the generator's ground truth): {reg['cue_weight_share']:.3f}, against {reg['cue_uniform_share']:.3f} "

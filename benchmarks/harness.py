@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fertrt import __version__
 from fertrt.errors import FertrtError
 from fertrt.fileio import sha256_file, write_json_atomic, write_text_atomic
 from fertrt.metrics import summarize
@@ -133,9 +132,7 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
                     log(f"data: {len(images)} images of {spec} [{split}]")
                 pre = runner.preprocess
                 x_all = preprocess(images, pre)
-                t0 = time.perf_counter()
                 logits = run_batched(runner, x_all, 64)
-                acc_seconds = time.perf_counter() - t0
                 pred = logits.argmax(1)
                 metrics = summarize(labels, pred, class_names)
                 agreement = None if ref_pred is None else float((pred == ref_pred).mean())

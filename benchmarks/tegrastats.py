@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 
 _RAIL = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)\s+(\d+)(?:mW)?/(\d+)(?:mW)?\b")
 _TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?[\d.]+)C\b")

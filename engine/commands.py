@@ -120,7 +120,7 @@ def cmd_build_engine(args):
         graph, _ = validate(args.onnx, args.output, opts)  # still check the arguments and the file first
         from .compat import INSTALL_HELP
 
-        raise FertrtError(f"{args.onnx} is a valid {graph.precision.upper()} model for an engine, but: {INSTALL_HELP}")
+        raise FertrtError(f"{args.onnx} is a valid {graph.precision.upper()} model for an engine, but: {INSTALL_HELP}") from None
     build(args.onnx, args.output, opts, use_cache=not args.no_cache)
     return 0
 

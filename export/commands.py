@@ -16,7 +16,7 @@ def cmd_export(args):
 
 
 def cmd_quantize(args):
-    from .quantize import FP16_KEEP_OPS, Int8Options, quantize_fp16, quantize_int8
+    from .quantize import FP16_KEEP_OPS, quantize_fp16, quantize_int8
 
     if args.sensitivity:
         from .sensitivity import run_sensitivity

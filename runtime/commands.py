@@ -21,8 +21,6 @@ def cmd_infer(args):
         summary = run(pred, args.input, detector, save=args.save, jsonl=args.jsonl, margin=args.margin, align=not args.no_align,
                       regions=args.regions, smooth_alpha=args.smooth, max_frames=args.max_frames,
                       log=(lambda *a: None) if args.quiet else print)
-        if not args.jsonl and not args.quiet and summary["frames"] <= 20:
-            pass
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items())
     print(f"{summary['frames']} frames, {summary['faces']} faces, {len(summary['unreadable'])} unreadable; "
           f"mean per frame: {timings}" + (f"; wrote {args.jsonl}" if args.jsonl else "") + (f"; saved {args.save}" if args.save else ""))

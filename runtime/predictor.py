@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from .preprocess import postprocess, prepare_images, normalize
 from .runners import Runner, open_runner

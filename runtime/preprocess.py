@@ -8,7 +8,7 @@ Convention: images travel as uint8 HxWx3 RGB (or HxW grey) arrays; model input i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

@@ -1,5 +1,4 @@
 """Shared test fixtures' machinery: one small trained LNLAttenNet, exported once per session."""
-import os
 
 from fertrt.export.onnx_export import ExportOptions, export_checkpoint
 from fertrt.train.augment import AugmentConfig

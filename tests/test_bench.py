@@ -8,7 +8,6 @@ import pytest
 from fertrt.benchmarks.harness import SCHEMA, bench, compare_results, latency_stats, overhead_ratios
 from fertrt.benchmarks.tegrastats import parse_line, summarize
 from fertrt.errors import FertrtError
-from helpers import TINY_SPEC
 
 SAMPLES = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "tegrastats_samples.txt"
 
@@ -39,7 +38,7 @@ def test_bench_results_schema_and_accuracy_equals_eval(tiny_run, tiny_onnx, tmp_
 
     run, _ = tiny_run
     out = tmp_path / "bench"
-    result = bench([run / "best.pt", tiny_onnx], None, (1, 4), seconds=0.2, warmup=2, out_dir=out, log=lambda *a: None)
+    bench([run / "best.pt", tiny_onnx], None, (1, 4), seconds=0.2, warmup=2, out_dir=out, log=lambda *a: None)
     data = json.loads((out / "results.json").read_text())
     assert data["schema"] == SCHEMA and data["environment"]["onnxruntime"] and data["environment"]["cpu_count"] >= 1
     fertrt_rows = [r for r in data["results"] if r["tool"] == "fertrt"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fertrt.errors import FertrtError
-from fertrt.labels import BASIC7, EIGHT, FER2013_IDS, RAFDB_IDS
+from fertrt.labels import BASIC7, EIGHT, RAFDB_IDS
 from fertrt.train.data import load_data
 from fertrt.train.data.spec import parse_spec
 from fertrt.train.data.synth import PROTOTYPES, SynthConfig, generate, make_sample

@@ -2,7 +2,6 @@ import io
 import re
 from contextlib import redirect_stdout
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

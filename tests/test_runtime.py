@@ -14,7 +14,6 @@ from fertrt.runtime.predictor import Predictor
 from fertrt.runtime.preprocess import PreprocessConfig, preprocess
 from fertrt.runtime.runners import open_runner
 from fertrt.train.data.synth import SynthConfig, generate
-from helpers import TINY_SPEC
 
 
 def test_onnxruntime_and_torch_backends_agree(tiny_run, tiny_onnx):
