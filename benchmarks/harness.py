@@ -67,14 +67,6 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _backends_for(path: str, requested) -> list[str]:
-    suffix = Path(path).suffix.lower()
-    native = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch", ".pth": "torch"}.get(suffix)
-    if native is None:
-        raise FertrtError(f"{path}: unknown model file type (expected .pt, .onnx or .engine)")
-    return [b for b in (requested or [native]) if b == native or (suffix == ".onnx" and b == "tensorrt")]
-
-
 def concurrent_throughput(path, backend, x, streams: int, seconds: float, threads=None) -> dict:
     """Images/s with `streams` threads, each with its own runner (own execution context / session)."""
     import threading
@@ -111,8 +103,8 @@ def concurrent_throughput(path, backend, x, streams: int, seconds: float, thread
 def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, split="test", limit=None, threads=None,
           baselines=True, torch_compile=False, out_dir=None, streams=1, log=print) -> dict:
     from fertrt.export.compare import load_eval_images
-    from fertrt.runtime.preprocess import normalize, postprocess, prepare_images, preprocess
-    from fertrt.runtime.runners import open_runner, run_batched
+    from fertrt.runtime.preprocess import postprocess, preprocess
+    from fertrt.runtime.runners import backend_for, open_runner, run_batched
 
     from .tegrastats import TegrastatsSampler, clocks_state, summarize as power_summary
 
@@ -122,63 +114,62 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
     if env.get("jetson") and clocks.get("clocks_locked") is False:
         log("warning: Jetson clocks are not locked (run `sudo jetson_clocks`); latencies will vary")
     for path in models:
-        for backend in _backends_for(path, None):
-            with open_runner(path, backend=backend, threads=threads) as runner:
-                spec = data_spec or runner.metadata.get("data_spec")
-                if images is None:
-                    if not spec:
-                        raise FertrtError(f"{path}: no data spec in its metadata; pass --data")
-                    images, labels, class_names, _ = load_eval_images(spec, runner.preprocess, split, limit)
-                    log(f"data: {len(images)} images of {spec} [{split}]")
-                pre = runner.preprocess
-                x_all = preprocess(images, pre)
-                logits = run_batched(runner, x_all, 64)
-                pred = logits.argmax(1)
-                metrics = summarize(labels, pred, class_names)
-                agreement = None if ref_pred is None else float((pred == ref_pred).mean())
-                if ref_pred is None:
-                    ref_pred = pred
-                log(f"{Path(path).name} [{runner.backend}, {runner.precision}]: accuracy {metrics['accuracy'] * 100:.2f}%"
-                    + (f", agreement with the reference {agreement * 100:.2f}%" if agreement is not None else " (reference)"))
-                for b in batches:
-                    batch_imgs = [images[i % len(images)] for i in range(b)]
-                    x = x_all[:b] if b <= len(x_all) else np.concatenate([x_all] * (b // len(x_all) + 1))[:b]
-                    batch_logits = np.resize(logits, (b, logits.shape[1]))
-                    stages = {
-                        "preprocess": time_fn(lambda: normalize(prepare_images(batch_imgs, pre), pre), warmup, None, seconds / 4),
-                        "postprocess": time_fn(lambda: postprocess(batch_logits, class_names), warmup, None, seconds / 4),
-                    }
-                    with TegrastatsSampler() as sampler:
-                        t_run = time.perf_counter()
-                        infer_ns = time_fn(lambda: runner.infer(x), warmup, None, seconds)
-                        run_s = time.perf_counter() - t_run
-                    e2e = time_fn(lambda: postprocess(runner.infer(normalize(prepare_images(batch_imgs, pre), pre)), class_names),
-                                  warmup, None, seconds / 2)
-                    rec = {
-                        "model": str(path), "model_sha256": sha256_file(path), "backend": runner.backend,
-                        "precision": runner.precision, "batch": b, "tool": "fertrt",
-                        "latency_ms": latency_stats(infer_ns), "end_to_end_ms": latency_stats(e2e),
-                        "stages_ms": {k: latency_stats(v)["mean"] for k, v in stages.items()} | {"infer": float(np.mean(infer_ns) / 1e6)},
-                        "throughput_ips": float(b / (np.mean(infer_ns) / 1e9)),
-                        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "per_class_accuracy": metrics["per_class_accuracy"],
-                        "confusion": metrics["confusion"], "agreement_with_reference": agreement, "n_eval": len(labels),
-                        "peak_rss_mb": peak_rss_mb(), "power": power_summary(sampler.samples, run_s, b * len(infer_ns)) if sampler.samples else None,
-                        "latency_samples_ms": (infer_ns / 1e6).round(4).tolist()[:2000],
-                    }
-                    if hasattr(runner, "infer_timed"):  # GPU backend: device-side stages from CUDA events
-                        ev = [runner.infer_timed(x) for _ in range(20)]
-                        rec["gpu_stages_ms"] = {k: float(np.median([e[k] for e in ev])) for k in ev[0]}
-                        rec["device_memory_mb"] = runner.device_memory_mb()
-                    if streams > 1:
-                        rec["concurrency"] = concurrent_throughput(path, runner.backend, x, streams, seconds, threads)
-                        log(f"  batch {b:>3}: {streams} streams: {rec['concurrency']['throughput_ips']:.0f} img/s")
-                    records.append(rec)
-                    log(f"  batch {b:>3}: p50 {rec['latency_ms']['p50']:.2f} ms  p99 {rec['latency_ms']['p99']:.2f} ms  "
-                        f"{rec['throughput_ips']:.0f} img/s  (end to end p50 {rec['end_to_end_ms']['p50']:.2f} ms)")
-                    if baselines and runner.backend == "onnxruntime":
-                        records.append(_bare_ort_record(path, runner, x, b, warmup, seconds, threads, log))
-                    if baselines and runner.backend == "torch":
-                        records.extend(_torch_records(path, runner, x, b, warmup, seconds, torch_compile, log))
+        with open_runner(path, backend=backend_for(path), threads=threads) as runner:
+            spec = data_spec or runner.metadata.get("data_spec")
+            if images is None:
+                if not spec:
+                    raise FertrtError(f"{path}: no data spec in its metadata; pass --data")
+                images, labels, class_names, _ = load_eval_images(spec, runner.preprocess, split, limit)
+                log(f"data: {len(images)} images of {spec} [{split}]")
+            pre = runner.preprocess
+            x_all = preprocess(images, pre)
+            logits = run_batched(runner, x_all, 64)
+            pred = logits.argmax(1)
+            metrics = summarize(labels, pred, class_names)
+            agreement = None if ref_pred is None else float((pred == ref_pred).mean())
+            if ref_pred is None:
+                ref_pred = pred
+            log(f"{Path(path).name} [{runner.backend}, {runner.precision}]: accuracy {metrics['accuracy'] * 100:.2f}%"
+                + (f", agreement with the reference {agreement * 100:.2f}%" if agreement is not None else " (reference)"))
+            for b in batches:
+                batch_imgs = [images[i % len(images)] for i in range(b)]
+                x = x_all[:b] if b <= len(x_all) else np.concatenate([x_all] * (b // len(x_all) + 1))[:b]
+                batch_logits = np.resize(logits, (b, logits.shape[1]))
+                stages = {
+                    "preprocess": time_fn(lambda: preprocess(batch_imgs, pre), warmup, None, seconds / 4),
+                    "postprocess": time_fn(lambda: postprocess(batch_logits, class_names), warmup, None, seconds / 4),
+                }
+                with TegrastatsSampler() as sampler:
+                    t_run = time.perf_counter()
+                    infer_ns = time_fn(lambda: runner.infer(x), warmup, None, seconds)
+                    run_s = time.perf_counter() - t_run
+                e2e = time_fn(lambda: postprocess(runner.infer(preprocess(batch_imgs, pre)), class_names),
+                              warmup, None, seconds / 2)
+                rec = {
+                    "model": str(path), "model_sha256": sha256_file(path), "backend": runner.backend,
+                    "precision": runner.precision, "batch": b, "tool": "fertrt",
+                    "latency_ms": latency_stats(infer_ns), "end_to_end_ms": latency_stats(e2e),
+                    "stages_ms": {k: latency_stats(v)["mean"] for k, v in stages.items()} | {"infer": float(np.mean(infer_ns) / 1e6)},
+                    "throughput_ips": float(b / (np.mean(infer_ns) / 1e9)),
+                    "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "per_class_accuracy": metrics["per_class_accuracy"],
+                    "confusion": metrics["confusion"], "agreement_with_reference": agreement, "n_eval": len(labels),
+                    "peak_rss_mb": peak_rss_mb(), "power": power_summary(sampler.samples, run_s, b * len(infer_ns)) if sampler.samples else None,
+                    "latency_samples_ms": (infer_ns / 1e6).round(4).tolist()[:2000],
+                }
+                if hasattr(runner, "infer_timed"):  # GPU backend: device-side stages from CUDA events
+                    ev = [runner.infer_timed(x) for _ in range(20)]
+                    rec["gpu_stages_ms"] = {k: float(np.median([e[k] for e in ev])) for k in ev[0]}
+                    rec["device_memory_mb"] = runner.device_memory_mb()
+                if streams > 1:
+                    rec["concurrency"] = concurrent_throughput(path, runner.backend, x, streams, seconds, threads)
+                    log(f"  batch {b:>3}: {streams} streams: {rec['concurrency']['throughput_ips']:.0f} img/s")
+                records.append(rec)
+                log(f"  batch {b:>3}: p50 {rec['latency_ms']['p50']:.2f} ms  p99 {rec['latency_ms']['p99']:.2f} ms  "
+                    f"{rec['throughput_ips']:.0f} img/s  (end to end p50 {rec['end_to_end_ms']['p50']:.2f} ms)")
+                if baselines and runner.backend == "onnxruntime":
+                    records.append(_bare_ort_record(path, runner, x, b, warmup, seconds, threads, log))
+                if baselines and runner.backend == "torch":
+                    records.extend(_torch_records(path, runner, x, b, warmup, seconds, torch_compile, log))
     result = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, "clocks": clocks,
               "settings": {"batches": list(batches), "seconds": seconds, "warmup": warmup, "split": split, "data": data_spec,
                            "threads": threads, "streams": streams},

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, write_bytes_atomic, write_json_atomic
+from fertrt.fileio import atomic_path, check_output, write_bytes_atomic, write_json_atomic
 
 from .plan import BuildOptions, parse_batch
 
@@ -30,9 +30,7 @@ def validate(onnx_path, output, opts: BuildOptions):
     from .graph import graph_info
 
     graph, meta = graph_info(onnx_path)
-    out = Path(output)
-    if not out.parent.is_dir():
-        raise FertrtError(f"{out}: the output folder {out.parent} does not exist")
+    check_output(output)
     if opts.calib_cache and not Path(opts.calib_cache).is_file() and not opts.calib_data:
         raise FertrtError(f"--calib-cache {opts.calib_cache}: no such file (and no --calib-data to create it)")
     if opts.calib_cache and Path(opts.calib_cache).is_file():

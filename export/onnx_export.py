@@ -9,12 +9,11 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, sha256_file
+from fertrt.fileio import atomic_path, check_output, sha256_file
 
 from .metadata import build_metadata, set_metadata
 
@@ -82,11 +81,7 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
 
     from fertrt.train.checkpoint import load_model
 
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise FertrtError(f"{output}: the output folder {output.parent} does not exist")
-    if output.exists() and not opts.force:
-        raise FertrtError(f"{output}: file exists (pass --force to overwrite it)")
+    output = check_output(output, overwrite=opts.force)
     model, ckpt = load_model(checkpoint)
     pre = model.default_cfg.preprocess
     if opts.explain and not hasattr(model, "explain"):

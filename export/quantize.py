@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, require_file, sha256_file, write_text_atomic
+from fertrt.fileio import atomic_path, check_output, require_file, sha256_file, write_text_atomic
 
 from .metadata import get_metadata, set_metadata
 
@@ -82,7 +82,7 @@ def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=Fals
 
     model = load_onnx(src)
     meta = get_metadata(model)
-    _check_output(output, force)
+    check_output(output, overwrite=force)
     names = {n.name for n in model.graph.node}
     unknown = [k for k in keep_nodes if k not in names]
     if unknown:
@@ -91,14 +91,6 @@ def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=Fals
     out = _finish(converted, meta, src, "fp16", output, {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}, force)
     log(f"wrote {out} (FP16 weights and activations, FP32 I/O; kept in FP32: {', '.join(keep_ops) or 'nothing'})")
     return out
-
-
-def _check_output(output, force):
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise FertrtError(f"{output}: the output folder {output.parent} does not exist")
-    if output.exists() and not force:
-        raise FertrtError(f"{output}: file exists (pass --force to overwrite it)")
 
 
 # ---------------------------------------------------------------- calibration data
@@ -253,7 +245,7 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
 
     model = load_onnx(src)
     meta = get_metadata(model)
-    _check_output(output, force)
+    check_output(output, overwrite=force)
     cache = calibrate(src, model, meta, opts, log=log)
     ops, exclude = quantizable_nodes(model, opts)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}

@@ -12,15 +12,21 @@ from typing import Iterator
 from .errors import FertrtError
 
 
+def check_output(path, *, overwrite: bool = True) -> Path:
+    """Fail early, before any expensive work, when an output cannot be written where asked."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FertrtError(f"{path}: the output folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise FertrtError(f"{path}: file exists (pass --force to overwrite it)")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FertrtError(f"{path}: the output folder {parent} does not exist")
-    if path.exists() and not overwrite:
-        raise FertrtError(f"{path}: file exists (pass --force to overwrite it)")
+    path = check_output(path, overwrite=overwrite)
+    parent = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)

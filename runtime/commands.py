@@ -1,7 +1,7 @@
 """`fertrt infer` (torch-free unless the model is a .pt checkpoint)."""
 from __future__ import annotations
 
-import json
+from fertrt.fileio import write_json_atomic
 
 
 def cmd_infer(args):
@@ -25,6 +25,5 @@ def cmd_infer(args):
     print(f"{summary['frames']} frames, {summary['faces']} faces, {len(summary['unreadable'])} unreadable; "
           f"mean per frame: {timings}" + (f"; wrote {args.jsonl}" if args.jsonl else "") + (f"; saved {args.save}" if args.save else ""))
     if args.summary_json:
-        with open(args.summary_json, "w") as f:
-            json.dump(summary, f, indent=2)
+        write_json_atomic(args.summary_json, summary)
     return 0

@@ -13,9 +13,8 @@ import numpy as np
 from fertrt.errors import FertrtError
 
 from .face import Tracker, crop_face
-from .preprocess import to_rgb
+from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -26,12 +25,6 @@ class Frame:
     image: np.ndarray | None  # RGB uint8; None when the file could not be decoded
     decode_ms: float
     fps: float | None = None
-
-
-def _read_image(path) -> np.ndarray | None:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    return None if img is None else to_rgb(img, source="BGR")
 
 
 def open_source(source: str):
@@ -58,7 +51,7 @@ def open_source(source: str):
 def _image_frames(files):
     for i, f in enumerate(files):
         t0 = time.perf_counter()
-        img = _read_image(f)
+        img = read_image(f)
         yield Frame(str(f), 0, img, (time.perf_counter() - t0) * 1e3)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 
-from .preprocess import postprocess, prepare_images, normalize
+from .preprocess import postprocess, preprocess
 from .runners import Runner, open_runner
 
 
@@ -26,7 +26,7 @@ class Predictor:
         if len(images) == 0:
             return []
         t0 = time.perf_counter()
-        x = normalize(prepare_images(list(images), self.preprocess_cfg), self.preprocess_cfg)
+        x = preprocess(list(images), self.preprocess_cfg)
         t1 = time.perf_counter()
         outputs = self.runner.infer_outputs(x)
         t2 = time.perf_counter()

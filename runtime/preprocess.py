@@ -66,6 +66,21 @@ def to_rgb(img: np.ndarray, source: str = "RGB") -> np.ndarray:
     return img
 
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def read_image(path) -> np.ndarray | None:
+    """Any image file -> uint8 HxWx3 RGB, or None when it is missing or cannot be decoded."""
+    import cv2
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return None
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if img is None else to_rgb(img, source="BGR")
+
+
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to (height, width): area filter when shrinking (no aliasing), bilinear when growing."""
     import cv2

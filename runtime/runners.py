@@ -149,13 +149,22 @@ class TorchRunner(Runner):
             return {"logits": self.model(x).float().cpu().numpy()}
 
 
+_NATIVE_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}
+
+
+def backend_for(path) -> str:
+    """The backend a model file runs on by default, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _NATIVE_BACKEND:
+        raise FertrtError(f"{path}: unknown model file type {suffix!r}; expected .onnx, .engine/.plan or .pt")
+    return _NATIVE_BACKEND[suffix]
+
+
 def open_runner(path, backend: str = "auto", provider: str = "cpu", **kwargs) -> Runner:
     path = Path(path)
     suffix = path.suffix.lower()
     if backend == "auto":
-        backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}.get(suffix)
-        if backend is None:
-            raise FertrtError(f"{path}: unknown model file type {suffix!r}; expected .onnx, .engine/.plan or .pt")
+        backend = backend_for(path)
     if backend == "onnxruntime":
         return OrtRunner(path, provider=provider, threads=kwargs.get("threads"))
     if backend == "torch":

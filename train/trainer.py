@@ -211,9 +211,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.startswith("cuda") else None)
 
     sampler = None
-    if world > 1:
-        sampler = torch.utils.data.distributed.DistributedSampler(train_split_ds := SplitDataset(train_split, pre), world, rank, seed=cfg.seed)
-        del train_split_ds
+    if world > 1:  # the sampler needs only the length
+        sampler = torch.utils.data.distributed.DistributedSampler(range(len(train_split)), world, rank, seed=cfg.seed)
     train_loader, train_collate = make_loader(train_split, pre, cfg.batch_size, train=True, seed=cfg.seed + rank,
                                               workers=cfg.workers, balanced=cfg.balanced, sampler=sampler, augment=cfg.augment)
     decay = [p for n, p in raw_model.named_parameters() if p.ndim > 1 and "pos" not in n]

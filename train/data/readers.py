@@ -14,25 +14,9 @@ import numpy as np
 from fertrt.errors import FertrtError
 from fertrt.labels import AFFECTNET_IDS, BASIC7, EIGHT, FER2013_IDS, FERPLUS_COLUMNS, RAFDB_IDS, canonical
 
+from fertrt.runtime.preprocess import IMAGE_SUFFIXES, read_image
+
 from .spec import DataSource, Split
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def read_image(path) -> np.ndarray | None:
-    """Any image file -> uint8 HxWx3 RGB, or None when it cannot be decoded."""
-    import cv2
-
-    from fertrt.runtime.preprocess import to_rgb
-
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None or data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None
-    return to_rgb(img, source="BGR")
-
 
 def _file_split(name, class_names, paths, labels, boxes=None) -> Split:
     paths = [str(p) for p in paths]
