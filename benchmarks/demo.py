@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from fertrt.fileio import write_text_atomic
+from fertrt.runtime.preprocess import write_image
 
 
 def _step(n, total, text):
@@ -20,7 +21,6 @@ def _step(n, total, text):
 
 def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, minutes=6.0, fresh=False, bench_seconds=1.0,
              calib_size=512, batches=(1, 8, 32)) -> dict:
-    import cv2
 
     from fertrt.export.compare import compare_models, format_table
     from fertrt.export.onnx_export import ExportOptions, export_checkpoint
@@ -48,7 +48,7 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
     preview = out / "data_preview.png"
     if not preview.exists():
         grid = preview_grid(load_data(data + ":200" if data == "synth" else data, splits=("train",)).split("train"), 36)
-        cv2.imwrite(str(preview), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        write_image(preview, grid)
     mark("preview", t0)
 
     _step(2, total, f"train {model} on {data} (budget {minutes:g} min, at most {epochs} epochs)")
@@ -129,7 +129,6 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
 
 
 def _sample_predictions(onnx_path, out: Path) -> dict:
-    import cv2
     import numpy as np
 
     from fertrt.runtime.face import HaarDetector
@@ -142,7 +141,7 @@ def _sample_predictions(onnx_path, out: Path) -> dict:
     for j in range(4):
         scene[170:310, 10 + j * 155:150 + j * 155] = imgs[j]
     scene_path = out / "samples_input.png"
-    cv2.imwrite(str(scene_path), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))
+    write_image(scene_path, scene)
     with Predictor.open(onnx_path) as pred:
         summary = run(pred, str(scene_path), HaarDetector(), save=out / "samples_predicted.png", jsonl=out / "samples.jsonl",
                       log=lambda *a: None)

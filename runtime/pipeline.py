@@ -13,7 +13,7 @@ import numpy as np
 from fertrt.errors import FertrtError
 
 from .face import Tracker, crop_face
-from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb
+from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb, write_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -141,7 +141,7 @@ def run(predictor, source: str, detector, *, save=None, jsonl=None, margin=0.1, 
                 annotated = draw(frame.image, faces_out, regions)
                 if kind == "images":
                     target = save_path / Path(frame.source).name if save_path.is_dir() else save_path
-                    cv2.imwrite(str(target), annotated)
+                    write_image(target, cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))
                 else:
                     if writer is None:
                         h, w = annotated.shape[:2]

@@ -81,6 +81,22 @@ def read_image(path) -> np.ndarray | None:
     return None if img is None else to_rgb(img, source="BGR")
 
 
+def write_image(path, rgb: np.ndarray) -> None:
+    """RGB uint8 image -> file (format from the suffix, PNG when none), written atomically."""
+    import cv2
+    from pathlib import Path
+
+    from fertrt.fileio import write_bytes_atomic
+
+    try:
+        ok, buf = cv2.imencode(Path(path).suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise FertrtError(f"{path}: OpenCV cannot encode an image with this file extension (use .png or .jpg)")
+    write_bytes_atomic(path, buf.tobytes())
+
+
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to (height, width): area filter when shrinking (no aliasing), bilinear when growing."""
     import cv2

@@ -205,3 +205,13 @@ def test_trt_backend_needs_tensorrt(tiny_onnx, tmp_path):
     engine.write_bytes(b"x")
     with pytest.raises(FertrtError, match="no sidecar m.engine.json"):
         open_runner(engine)
+
+
+def test_save_with_unknown_image_extension_is_a_clear_error(tmp_path):
+    from fertrt.runtime.preprocess import write_image
+
+    with pytest.raises(FertrtError, match=r"out.xyz: OpenCV cannot encode an image with this file extension"):
+        write_image(tmp_path / "out.xyz", np.zeros((8, 8, 3), np.uint8))
+    write_image(tmp_path / "ok.png", np.zeros((8, 8, 3), np.uint8))
+    assert cv2.imread(str(tmp_path / "ok.png")).shape == (8, 8, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["ok.png"]  # no temp file left behind

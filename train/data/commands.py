@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fertrt.fileio import atomic_path
+from fertrt.runtime.preprocess import write_image
 
 from . import load_data
 
@@ -31,7 +31,6 @@ def preview_grid(split, count=49, tile=112, seed=0) -> np.ndarray:
 
 
 def run(args):
-    import cv2
 
     if args.data_cmd == "preview":  # synth draws only what the grid shows
         data = load_data(args.spec, image_size=args.size, seed=args.seed, splits=(args.split,), limit=args.count * 2)
@@ -45,9 +44,7 @@ def run(args):
         return 0
     split = data.split(args.split)
     grid = preview_grid(split, args.count, args.size, args.seed)
-    with atomic_path(args.output) as tmp:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-        tmp.write_bytes(buf.tobytes())
+    write_image(args.output, grid)
     print(f"wrote {args.output}: {min(args.count, len(split))} samples of {args.spec} [{args.split}]"
           + (f", {len(split.skipped)} unreadable" if split.skipped else ""))
     return 0
