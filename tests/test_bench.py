@@ -59,9 +59,43 @@ def test_bench_results_schema_and_accuracy_equals_eval(tiny_run, tiny_onnx, tmp_
     assert {"onnxruntime-bare", "torch-eager"} <= backends
     ratios = overhead_ratios(data["results"])
     assert len(ratios) == 4 and all(q["ratio"] > 0 for q in ratios)
+    for q in ratios:  # measured interleaved on one session: the ratio comes with its per-round spread
+        assert q["rounds"] == 10 and q["round_ratio_q25"] <= q["round_ratio_q75"]
+        assert q["resolved"] == (q["round_ratio_q25"] > 1 or q["round_ratio_q75"] < 1)
+    side_by_side = (out / "report.md").read_text().split("Side by side", 1)[1]
+    for q in ratios:
+        shown = f"{q['ratio']:.3f} (per-round IQR" in side_by_side
+        assert shown == q["resolved"]  # never a ratio whose spread holds 1.0
     for name in ("report.md", "latency_distribution.png", "accuracy_vs_latency.png", "throughput_vs_batch.png"):
         assert (out / name).is_file()
     assert "| tiny.onnx | onnxruntime | fp32 | 1 |" in (out / "report.md").read_text()
+
+
+def test_interleaved_overhead_shows_a_ratio_only_beyond_the_spread():
+    import time
+
+    from fertrt.benchmarks.harness import _ratio_text, interleaved_overhead
+
+    def spin(seconds):
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            pass
+
+    slow = interleaved_overhead(lambda: spin(4e-4), lambda: spin(2e-4), warmup=1, seconds=0.4)
+    assert slow["resolved"] and 1.5 < slow["ratio"] < 2.6  # twice the work: a clear effect, shown
+    assert _ratio_text(slow).startswith(f"{slow['ratio']:.3f} (per-round IQR")
+    same = {"ratio": 1.004, "round_ratio_q25": 0.97, "round_ratio_q75": 1.05, "rounds": 10, "resolved": False}
+    assert _ratio_text(same) == "no difference beyond the spread (per-round IQR 0.970-1.050 over 10 rounds)"
+
+
+def test_bench_refuses_to_replace_results_without_force(tmp_path, capsys):
+    from fertrt.cli import main
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert main(["bench", "model.onnx", "-o", str(out)]) == 2
+    assert "holds results of an earlier run" in capsys.readouterr().err and (out / "results.json").read_text() == "{}"
 
 
 def test_bench_streams(tiny_onnx):
@@ -85,6 +119,9 @@ def test_bench_compare_ratios(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(FertrtError, match="bad.json: schema None"):
         compare_results(tmp_path / "bad.json", tmp_path / "new.json")
+    (tmp_path / "zero.json").write_text(json.dumps({"schema": SCHEMA, "results": [rec(0.0, 500.0, 0.9)]}))
+    with pytest.raises(FertrtError, match="zero.json: damaged results.json"):
+        compare_results(tmp_path / "zero.json", tmp_path / "new.json")
 
 
 @pytest.mark.slow

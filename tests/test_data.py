@@ -43,16 +43,37 @@ def test_parse_spec():
 def test_fer2013_reader_maps_labels_and_splits(tmp_path):
     p = tmp_path / "fer2013.csv"
     rows = [(0, _face_pixels(0), "Training"), (3, _face_pixels(1), "Training"), (6, _face_pixels(2), "PublicTest"),
-            (5, _face_pixels(3), "PrivateTest"), (2, "1 2 3", "Training")]  # last row malformed
+            (5, _face_pixels(3), "PrivateTest")]
     _write_fer2013(p, rows)
     data = load_data(f"fer2013:{tmp_path}")
     train = data.split("train")
-    assert len(train) == 2 and train.malformed == 1
+    assert len(train) == 2
     assert [BASIC7[i] for i in train.labels] == ["anger", "happiness"]
     assert BASIC7[data.split("val").labels[0]] == "neutral"
     assert BASIC7[data.split("test").labels[0]] == "surprise"
     img = train.load(1)
     assert img.shape == (48, 48, 3) and np.array_equal(img[..., 0].ravel(), _face_pixels(1))
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ((2, "1 2 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255 .* found 3 values"),
+    ((2, " ".join(["300"] * 2304), "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255"),
+    ((2, "1 x 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers"),
+    (("happy", None, "Training"), "fer2013.csv:3: emotion 'happy'; expected an integer 0-6"),
+    ((9, None, "Training"), "fer2013.csv:3: emotion '9'"),
+    ((1, None, "Holdout"), "fer2013.csv:3: Usage 'Holdout'; expected one of Training, PublicTest, PrivateTest"),
+])
+def test_fer2013_malformed_row_is_an_error_with_file_and_line(tmp_path, bad_row, message):
+    emotion, pixels, usage = bad_row
+    _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(0), "Training"), (emotion, _face_pixels(1) if pixels is None else pixels, usage)])
+    with pytest.raises(FertrtError, match=message):
+        load_data(f"fer2013:{tmp_path}")
+
+
+def test_fer2013_short_row_is_an_error(tmp_path):
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n0," + " ".join(["1"] * 2304) + "\n")
+    with pytest.raises(FertrtError, match=r"fer2013.csv:2: expected 3 comma-separated fields"):
+        load_data(f"fer2013:{tmp_path}")
 
 
 def test_fer2013_wrong_columns(tmp_path):
@@ -83,6 +104,21 @@ def test_ferplus_majority_and_soft_labels(tmp_path):
     assert np.array_equal(train.load(0)[..., 0].ravel(), _face_pixels(0))
 
 
+@pytest.mark.parametrize("row, message", [
+    (["Training", "fer0000000.png", "x", 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: vote counts must be numbers"),
+    (["Training", "fer0000000.png", "inf", 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: vote counts must be finite"),
+    (["Training", "fer0000000.png", 1, 2], "fer2013new.csv:2: expected 12 or more fields"),
+    (["Holdout", "fer0000000.png", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: Usage 'Holdout'"),
+])
+def test_ferplus_malformed_row_is_an_error_with_file_and_line(tmp_path, row, message):
+    _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(0), "Training")])
+    header = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    with open(tmp_path / "fer2013new.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, row])
+    with pytest.raises(FertrtError, match=message):
+        load_data(f"ferplus:{tmp_path}")
+
+
 def _write_jpg(path, seed, size=(100, 100)):
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +141,36 @@ def test_rafdb_reader(tmp_path):
     assert train.load(1) is None and train.skipped == {1}
     assert BASIC7[data.split("test").labels[0]] == "surprise"
     assert data.split("val") is data.split("test")
+
+
+@pytest.mark.parametrize("name", ["../../secret.jpg", "/etc/passwd", "train_../../../x.jpg"])
+def test_rafdb_list_paths_stay_inside_the_root(tmp_path, name):
+    root = tmp_path / "basic"
+    (root / "EmoLabel").mkdir(parents=True)
+    (root / "Image" / "original").mkdir(parents=True)
+    (root / "EmoLabel" / "list_patition_label.txt").write_text(f"train_00001.jpg 4\n{name} 1\n")
+    with pytest.raises(FertrtError, match=r"list_patition_label.txt:2: image path .* leaves the data set's folder"):
+        load_data(f"rafdb:{root}:original")
+
+
+@pytest.mark.parametrize("sub", ["../outside.jpg", "/tmp/outside.jpg", "1/../../outside.jpg"])
+def test_affectnet_csv_paths_stay_inside_the_root(tmp_path, sub):
+    root = tmp_path / "AffectNet"
+    _write_jpg(root / "1" / "a.jpg", 0)
+    _write_jpg(tmp_path / "outside.jpg", 1)
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    (root / "training.csv").write_text(header + f"1/a.jpg,0,0,100,100,,1,0,0\n{sub},0,0,100,100,,1,0,0\n")
+    with pytest.raises(FertrtError, match=r"training.csv:3: image path .* leaves the data set's folder"):
+        load_data(f"affectnet:{root}")
+
+
+def test_affectnet_bad_expression_names_the_line(tmp_path):
+    root = tmp_path / "AffectNet"
+    _write_jpg(root / "1" / "a.jpg", 0)
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    (root / "training.csv").write_text(header + "1/a.jpg,0,0,100,100,,happy,0,0\n")
+    with pytest.raises(FertrtError, match=r"training.csv:2: expression 'happy'"):
+        load_data(f"affectnet:{root}")
 
 
 def test_rafdb_wrong_layout(tmp_path):

@@ -113,3 +113,105 @@ def test_torchrun_ddp_on_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("done: best val accuracy") == 1  # only rank 0 reports
     assert read_checkpoint(out / "last.pt")["epoch"] == 0
+
+
+# ---------------------------------------------------------------- never lose a run, never report what is not on disk
+def _copy_run(run, dest):
+    import shutil
+
+    shutil.copytree(run, dest)
+    return dest
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_folder_with_another_run_needs_resume_or_force(tiny_run, tmp_path):
+    run, _ = tiny_run
+    folder = _copy_run(run, tmp_path / "run")
+    before = _snapshot(folder)
+    with pytest.raises(FertrtError, match=r"holds another training run \(last.pt, best.pt, metrics.jsonl.*--resume.*--force"):
+        train(TrainConfig(model="lnlattennet", data="synth:60", out=str(folder), epochs=1))
+    assert _snapshot(folder) == before
+
+
+def test_second_training_into_a_locked_folder_is_refused(tmp_path):
+    from fertrt.fileio import output_lock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with output_lock(folder, "training run"):
+        with pytest.raises(FertrtError, match=r"another fertrt run is writing this training run"):
+            train(TrainConfig(model="lnlattennet", data="synth:60", out=str(folder), epochs=1))
+    assert not (folder / ".fertrt.lock").exists() and not (folder / "last.pt").exists()
+
+
+def test_non_finite_loss_stops_training_and_says_so(tmp_path):
+    with pytest.raises(FertrtError, match=r"epoch 1: the training loss became (nan|inf).*training stopped.*No checkpoint was written.*--lr"):
+        train(TrainConfig(model="lnlattennet", data="synth:64:easy", out=str(tmp_path), epochs=2, batch_size=16, lr=1e30,
+                          warmup_epochs=0), log=lambda *a: None)
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+
+
+@pytest.mark.parametrize("field, value, match", [("epochs", 0, "--epochs: expected an integer >= 1"),
+                                                  ("lr", float("inf"), "--lr: expected a finite number > 0"),
+                                                  ("batch_size", 0, "--batch-size"), ("workers", -1, "--workers"),
+                                                  ("device", "cuda:7" if torch.cuda.is_available() else "cuda", "--device cuda")])
+def test_config_is_range_checked_without_the_cli(tmp_path, field, value, match):
+    cfg = TrainConfig(model="lnlattennet", data="synth:60", out=str(tmp_path / "x"), **{field: value})
+    with pytest.raises(FertrtError, match=match):
+        train(cfg)
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_honours_epochs_and_reports_the_best_on_disk(tiny_run, tmp_path):
+    """--resume --epochs N trains to N; a last.pt claiming more than best.pt holds (a kill between the
+    two saves) does not leak into the report."""
+    run, _ = tiny_run
+    folder = _copy_run(run, tmp_path / "run")
+    last = torch.load(folder / "last.pt", weights_only=True)
+    done = last["epoch"] + 1
+    last["best_accuracy"] = 0.999
+    torch.save(last, folder / "last.pt")
+    with pytest.raises(FertrtError, match=f"--epochs {done}: the run in .* has already done {done} epochs"):
+        train(TrainConfig(model="lnlattennet", data="synth:1500:easy", out=str(folder), epochs=done, resume=True))
+    result = train(TrainConfig(model="lnlattennet", data="synth:1500:easy", out=str(folder), epochs=done + 1, resume=True,
+                               batch_size=32), log=lambda *a: None)
+    final = read_checkpoint(folder / "last.pt")
+    best = read_checkpoint(folder / "best.pt")
+    assert final["epoch"] == done and final["schedule"]["epochs"] == done + 1 and result["epochs"] == done + 1
+    assert result["best_accuracy"] == best["best_accuracy"] == best["metrics"]["val_accuracy"] < 0.999
+    lines = [json.loads(l)["epoch"] for l in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert lines == list(range(1, done + 2))  # rewritten from last.pt's history: no duplicated or missing epoch
+
+
+def test_minutes_budget_is_kept_in_the_checkpoint_and_over_resumes(tmp_path):
+    cfg = dict(model="lnlattennet", data="synth:64:easy", out=str(tmp_path), batch_size=32, minutes=0.001)
+    first = train(TrainConfig(epochs=10, **cfg), log=lambda *a: None)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    assert first["epochs"] == 1 and ckpt["schedule"]["epochs"] == 1  # fitted before last.pt was written
+    assert ckpt["schedule"]["train_seconds"] > 0.06  # the whole 0.06 s budget is spent
+    # budget spent: an explicit --epochs 10 on resume still runs just one more epoch, not nine
+    resumed = train(TrainConfig(epochs=10, resume=True, **cfg), log=lambda *a: None)
+    assert resumed["epochs"] == 2 and read_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_no_val_split_holds_out_part_of_train_never_test():
+    import numpy as np
+
+    from fertrt.train.data.spec import DataSource, Split
+    from fertrt.train.trainer import _train_val
+
+    names = ("a", "b")
+    tr = Split("train", names, np.arange(50) % 2, images=np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(3, 3))
+    te = Split("test", names, np.zeros(5, np.int64), images=np.full((5, 1, 1, 3), 200, np.uint8))
+    data = DataSource("rafdb:/x", "rafdb", names, {"train": tr, "test": te})
+    train_split, val_split, note = _train_val(data, seed=0)
+    val_ids = {int(val_split.images[i, 0, 0, 0]) for i in range(len(val_split))}
+    train_ids = {int(train_split.images[i, 0, 0, 0]) for i in range(len(train_split))}
+    assert len(val_ids) == 5 and len(train_ids) == 45 and not (val_ids & train_ids) and 200 not in val_ids
+    assert "no val split; holding out 5 of the 50 training images" in note and "test split stays unseen" in note
+    small = DataSource("rafdb:/x", "rafdb", names, {"train": tr.subset(range(10)), "test": te})
+    with pytest.raises(FertrtError, match="no val split and only 10 training images"):
+        _train_val(small, seed=0)

@@ -17,11 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from fertrt.errors import FertrtError
+from fertrt.fileio import make_output_dir, output_lock, write_text_atomic
 from fertrt.metrics import summarize
 from fertrt.runtime.preprocess import normalize, prepare_images
 
 from .augment import AugmentConfig, augment_batch, random_erasing
 from .checkpoint import read_checkpoint, save_checkpoint
+
+DEFAULT_EPOCHS = 10
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "confusion_val.png")  # what a training run writes into its folder
 
 
 @dataclass
@@ -29,8 +33,8 @@ class TrainConfig:
     model: str = "lnlattennet"
     data: str = "synth"
     out: str = "runs/train"
-    epochs: int = 10
-    minutes: float | None = None  # wall-clock budget; epochs are fitted to it after the first epoch
+    epochs: int | None = None  # None: 10 for a new run, the run's own count for --resume
+    minutes: float | None = None  # wall-clock budget (over all resumes); epochs are fitted to it after the first epoch
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -45,6 +49,7 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only
     resume: bool = False
+    force: bool = False  # replace another run found in `out`
     grey: bool = False
     model_kwargs: dict = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -156,7 +161,56 @@ def _lr_lambda(state):
     return fn
 
 
+def _check_config(cfg: TrainConfig):
+    """Range checks for callers that bypass the CLI's (the demo, tests, Python users)."""
+    checks = [("--epochs", cfg.epochs is None or cfg.epochs >= 1, "an integer >= 1"),
+              ("--minutes", cfg.minutes is None or (math.isfinite(cfg.minutes) and cfg.minutes > 0), "a number > 0"),
+              ("--batch-size", cfg.batch_size >= 1, "an integer >= 1"),
+              ("--lr", math.isfinite(cfg.lr) and cfg.lr > 0, "a finite number > 0"),
+              ("--weight-decay", math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0, "a finite number >= 0"),
+              ("--warmup-epochs", math.isfinite(cfg.warmup_epochs) and cfg.warmup_epochs >= 0, "a finite number >= 0"),
+              ("--label-smoothing", 0 <= cfg.label_smoothing < 1, "a number in [0, 1)"),
+              ("--clip-grad", math.isfinite(cfg.clip_grad) and cfg.clip_grad >= 0, "a finite number >= 0 (0 = off)"),
+              ("--workers", cfg.workers >= 0, "an integer >= 0")]
+    for option, ok, expected in checks:
+        if not ok:
+            raise FertrtError(f"{option}: expected {expected}")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise FertrtError(f"--device {cfg.device!r}: expected auto, cpu, cuda or cuda:N")
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FertrtError(f"--device {cfg.device}: PyTorch sees no CUDA device here "
+                              f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); use --device cpu")
+        index = cfg.device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise FertrtError(f"--device {cfg.device}: expected cuda:N with N < {torch.cuda.device_count()} (the CUDA devices here)")
+
+
+def _claim_folder(out: Path, cfg: TrainConfig, log):
+    """A folder holding another run is continued only with --resume and replaced only with --force."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found or cfg.resume:
+        return
+    if not cfg.force:
+        raise FertrtError(f"-o {out}: holds another training run ({', '.join(found)}); pass --resume to continue it, "
+                          "--force to replace it, or choose another folder")
+    for name in found:
+        (out / name).unlink()
+    log(f"--force: removed the previous run's {', '.join(found)} from {out}")
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
+    """Train into cfg.out, holding a lock on that folder so that a second training into it is refused."""
+    _check_config(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the folder
+        return _train(cfg, log)
+    out = make_output_dir(cfg.out, "run folder")
+    with output_lock(out, "training run"):
+        _claim_folder(out, cfg, log)
+        return _train(cfg, log)
+
+
+def _train(cfg: TrainConfig, log=print) -> dict:
     from fertrt.train.data import load_data
     from fertrt.train.models import create_model, get_default_config
 
@@ -176,6 +230,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     kwargs = dict(cfg.model_kwargs)
     if cfg.grey:
         kwargs["in_chans"] = 1
+    if not cfg.resume:
+        try:  # unknown or ill-typed --model-arg -> clear error before any data work
+            create_model(cfg.model, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise FertrtError(f"--model-arg {', '.join(f'{k}={v!r}' for k, v in cfg.model_kwargs.items())}: "
+                              f"model {cfg.model!r} does not take it ({exc})") from exc
     resume_ckpt = None
     if cfg.resume:
         if not last_path.is_file():
@@ -191,9 +251,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     size = size if isinstance(size, int) else size[0]
     t_data = time.perf_counter()
     data = load_data(cfg.data, image_size=size, seed=cfg.seed, splits=("train", "val"))
-    train_split, val_split = data.split("train"), data.split("val")
-    if len(train_split) == 0:
+    if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise FertrtError(f"data {cfg.data!r}: the training split is empty")
+    train_split, val_split, val_note = _train_val(data, cfg.seed)
+    if val_note and is_main:
+        log(val_note)
     num_classes = len(data.class_names)
     if resume_ckpt and resume_ckpt["model_config"]["num_classes"] != num_classes:
         raise FertrtError(f"{last_path}: has {resume_ckpt['model_config']['num_classes']} classes but {cfg.data!r} has {num_classes}")
@@ -234,14 +296,25 @@ def train(cfg: TrainConfig, log=print) -> dict:
         return F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
 
     start_epoch, best_acc, history = 0, -1.0, []
-    epochs = cfg.epochs
+    epochs = cfg.epochs or DEFAULT_EPOCHS
+    spent_before = 0.0  # training seconds of earlier sessions of this run (for --minutes)
     if resume_ckpt:
-        raw_model.load_state_dict(resume_ckpt["state_dict"])
-        opt.load_state_dict(resume_ckpt["optimizer"])
-        sched_state.update(resume_ckpt["schedule"])
-        sched.load_state_dict(resume_ckpt["scheduler"])
-        start_epoch, best_acc, history = resume_ckpt["epoch"] + 1, resume_ckpt["best_accuracy"], resume_ckpt["history"]
-        epochs = resume_ckpt["schedule"]["epochs"]
+        try:
+            raw_model.load_state_dict(resume_ckpt["state_dict"])
+            opt.load_state_dict(resume_ckpt["optimizer"])
+            sched_state.update({k: resume_ckpt["schedule"][k] for k in ("warmup_steps", "total_steps")})
+            sched.load_state_dict(resume_ckpt["scheduler"])
+            start_epoch, history = resume_ckpt["epoch"] + 1, resume_ckpt["history"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise FertrtError(f"{last_path}: cannot resume from it ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+        best_acc = _best_on_disk(best_path, resume_ckpt)
+        spent_before = float(resume_ckpt["schedule"].get("train_seconds", 0.0))
+        epochs = cfg.epochs if cfg.epochs is not None else resume_ckpt["schedule"]["epochs"]
+        if epochs <= start_epoch:
+            raise FertrtError(f"--epochs {epochs}: the run in {out} has already done {start_epoch} epochs; "
+                              f"pass --epochs above {start_epoch} to train further")
+        if epochs != resume_ckpt["schedule"]["epochs"]:  # the cosine schedule ends at the new last epoch
+            sched_state["total_steps"] = epochs * steps_per_epoch
         train_collate.rng = np.random.default_rng([cfg.seed, rank, start_epoch])
         if is_main:
             log(f"resumed from {last_path} at epoch {start_epoch + 1}/{epochs}")
@@ -254,7 +327,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "class_names": list(data.class_names), "preprocess": pre.to_dict(), "data_spec": cfg.data,
             "state_dict": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "schedule": {**sched_state, "epochs": epochs}, "epoch": epoch, "best_accuracy": best_acc,
+            "schedule": {**sched_state, "epochs": epochs, "train_seconds": spent_before + time.perf_counter() - t_start},
+            "epoch": epoch, "best_accuracy": best_acc,
             "metrics": metrics, "history": history, "train_config": _jsonable(asdict(cfg)),
         }
 
@@ -280,6 +354,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 out_aux = model(x, return_aux=True)
                 loss, parts = raw_model.joint_loss(out_aux, target, criterion)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FertrtError(f"epoch {epoch + 1}: the training loss became {loss_value} after {seen} images; training stopped "
+                                  f"(the weights would be {loss_value} from here on). {_kept_note(out, epoch, start_epoch)} "
+                                  f"Try a lower --lr (now {cfg.lr:g}) or a smaller --clip-grad (now {cfg.clip_grad:g})")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.clip_grad:
@@ -291,7 +370,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             hard = target if target.dim() == 1 else target.argmax(1)
             correct += int((out_aux["logits"].argmax(1) == hard).sum())
             seen += len(hard)
-            loss_sum += float(loss.detach()) * len(hard)
+            loss_sum += loss_value * len(hard)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_time = time.perf_counter() - t_epoch
         if is_main:
@@ -304,32 +383,71 @@ def train(cfg: TrainConfig, log=print) -> dict:
                        "epoch_seconds": train_time, "images_per_second": seen / train_time,
                        "skipped_images": train_collate.dropped + pred["dropped"]}
             history.append(metrics)
+        if cfg.minutes and epoch == start_epoch:
+            # Fit the number of epochs (and the cosine schedule) to what is left of the wall-clock budget;
+            # before the checkpoint is written, so that a resumed run keeps the fitted count.
+            per_epoch = time.perf_counter() - t_start
+            left = cfg.minutes * 60 - spent_before - per_epoch
+            fitted = max(epoch + 1, min(epochs, epoch + 1 + int(left // per_epoch)))
+            if fitted != epochs:
+                epochs = fitted
+                sched_state["total_steps"] = epochs * steps_per_epoch
+            if is_main:
+                log(f"time budget {cfg.minutes:g} min ({spent_before / 60:.1f} min used before this session): "
+                    f"{per_epoch:.0f}s per epoch -> {epochs} epochs")
+        if is_main:
             improved = val["accuracy"] > best_acc
             best_acc = max(best_acc, val["accuracy"])
             ckpt = payload(epoch, metrics)
-            save_checkpoint(last_path, ckpt)
-            if improved:
+            if improved:  # best.pt first: last.pt never reports a best accuracy that best.pt does not hold
                 save_checkpoint(best_path, ckpt)
                 _save_confusion(out / "confusion_val.png", val["confusion"], data.class_names, f"{cfg.model} val (epoch {epoch + 1})")
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            save_checkpoint(last_path, ckpt)
+            # rewritten whole from the history last.pt holds, so the two always agree (even after a kill and --resume)
+            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
             log(f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.3f} train acc {metrics['train_accuracy']:.3f} "
                 f"val acc {val['accuracy']:.3f} macro-F1 {val['macro_f1']:.3f} ({seen / train_time:.0f} img/s"
                 f"{', best' if improved else ''})")
             if train_collate.dropped:
                 log(f"  skipped {train_collate.dropped} unreadable images so far")
-        if cfg.minutes and epoch == start_epoch and not cfg.resume:
-            # Fit the number of epochs (and the cosine schedule) to the wall-clock budget.
-            per_epoch = time.perf_counter() - t_start
-            epochs = max(1, min(cfg.epochs if cfg.epochs else 10 ** 6, int(cfg.minutes * 60 // per_epoch)))
-            sched_state["total_steps"] = epochs * steps_per_epoch
-            if is_main:
-                log(f"time budget {cfg.minutes:g} min: {per_epoch:.0f}s per epoch -> {epochs} epochs")
         epoch += 1
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"best_accuracy": best_acc, "epochs": epochs, "seconds": time.perf_counter() - t_start, "is_main": is_main,
             "best": str(best_path), "last": str(last_path), "history": history}
+
+
+def _train_val(data, seed: int):
+    """(train, val, note). A data set without a val split (RAF-DB, AffectNet) must not select the best
+    epoch on its test split: hold out a seeded 10% of train for that, and say so."""
+    train_split = data.splits["train"]
+    if "val" in data.splits:
+        return train_split, data.splits["val"], None
+    n = len(train_split)
+    if n < 20:
+        raise FertrtError(f"data {data.spec!r}: no val split and only {n} training images, too few to hold out a "
+                          "validation set; the test split is never used for model selection")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, n // 10)
+    val, train = train_split.subset(np.sort(order[:n_val])), train_split.subset(np.sort(order[n_val:]))
+    val.name = "val"
+    note = (f"data {data.spec}: no val split; holding out {n_val} of the {n} training images (10%, seed {seed}) "
+            "to select the best epoch. The test split stays unseen until `fertrt eval`")
+    return train, val, note
+
+
+def _best_on_disk(best_path: Path, resume_ckpt: dict) -> float:
+    """The best accuracy best.pt really holds (a kill between two saves must not leave a higher claim)."""
+    if not best_path.is_file():
+        return -1.0
+    best = read_checkpoint(best_path)
+    return float((best.get("metrics") or {}).get("val_accuracy", best.get("best_accuracy", -1.0)))
+
+
+def _kept_note(out: Path, epoch: int, start_epoch: int) -> str:
+    if epoch == 0:
+        return "No checkpoint was written."
+    return f"{out / 'last.pt'} and {out / 'best.pt'} keep the last finite epoch ({epoch})."
 
 
 def _jsonable(obj):

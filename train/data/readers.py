@@ -6,6 +6,7 @@ an unreadable file yields None, is counted in `Split.skipped` and dropped from i
 from __future__ import annotations
 
 import csv
+import math
 import zlib
 from pathlib import Path
 
@@ -16,7 +17,20 @@ from fertrt.labels import AFFECTNET_IDS, BASIC7, EIGHT, FER2013_IDS, FERPLUS_COL
 
 from fertrt.runtime.preprocess import IMAGE_SUFFIXES, read_image
 
+from fertrt.text import safe
+
 from .spec import DataSource, Split
+
+
+def _inside(root: Path, name: str, where: str) -> Path:
+    """``root / name`` for a path named inside a data-set file; absolute paths and ``..`` would let a
+    downloaded list file point fertrt at any file on the machine, so they are refused."""
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or name.startswith("~"):
+        raise FertrtError(f"{where}: image path {name!r} leaves the data set's folder; "
+                          f"expected a path relative to {root} without '..'")
+    return root / rel
+
 
 def _file_split(name, class_names, paths, labels, boxes=None) -> Split:
     paths = [str(p) for p in paths]
@@ -40,20 +54,31 @@ _FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test
 
 
 def _read_fer2013_rows(csv_path: Path):
-    """Yield (row index, FER2013 emotion id or None, 48x48 uint8 image or None, split name)."""
+    """Yield (line number, FER2013 emotion id or None, 48x48 uint8 image, split name); a malformed row is an error."""
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         if not {"pixels", "Usage"} <= cols:
-            raise FertrtError(f"{csv_path}: not a fer2013.csv; expected the columns emotion,pixels,Usage, found {sorted(cols)}")
-        for i, row in enumerate(reader):
+            raise FertrtError(f"{csv_path}: not a fer2013.csv; expected the columns emotion,pixels,Usage, found {safe(sorted(cols))}")
+        for row in reader:
+            where = f"{csv_path}:{reader.line_num}"
+            if None in row or any(v is None for v in row.values()):
+                raise FertrtError(f"{where}: expected {len(reader.fieldnames)} comma-separated fields "
+                                  f"({safe(','.join(reader.fieldnames))}), found a row of another length")
             try:
-                pix = np.array(row["pixels"].split(), dtype=np.uint8)
-                img = pix.reshape(48, 48) if pix.size == 48 * 48 else None
-            except (ValueError, OverflowError):
-                img = None
-            emotion = row.get("emotion")
-            yield i, (int(emotion) if emotion not in (None, "") else None), img, _FER2013_USAGE.get(row["Usage"].strip())
+                pix = np.array([int(v) for v in row["pixels"].split()], dtype=np.int64)
+            except ValueError:
+                raise FertrtError(f"{where}: pixels must be 2304 integers 0-255 separated by spaces") from None
+            if pix.size != 48 * 48 or pix.min() < 0 or pix.max() > 255:
+                raise FertrtError(f"{where}: pixels must be 2304 integers 0-255 (a 48x48 image), found {pix.size} values"
+                                  + (f" in {pix.min()}..{pix.max()}" if pix.size else ""))
+            usage = row["Usage"].strip()
+            if usage not in _FER2013_USAGE:
+                raise FertrtError(f"{where}: Usage {usage!r}; expected one of {', '.join(_FER2013_USAGE)}")
+            emotion = (row.get("emotion") or "").strip()
+            if emotion and (not emotion.isdigit() or int(emotion) not in FER2013_IDS):
+                raise FertrtError(f"{where}: emotion {emotion!r}; expected an integer 0-{max(FER2013_IDS)}")
+            yield reader.line_num, (int(emotion) if emotion else None), pix.astype(np.uint8).reshape(48, 48), _FER2013_USAGE[usage]
 
 
 def _grey_to_rgb(images):
@@ -65,13 +90,9 @@ def open_fer2013(spec: str, path: Path, option) -> DataSource:
     if not csv_path.is_file():
         raise FertrtError(f"{csv_path}: not found; expected FER2013's fer2013.csv (columns emotion,pixels,Usage)")
     buckets = {s: ([], []) for s in ("train", "val", "test")}
-    bad = 0
-    for _, emotion, img, split in _read_fer2013_rows(csv_path):
+    for line, emotion, img, split in _read_fer2013_rows(csv_path):
         if emotion is None:
-            raise FertrtError(f"{csv_path}: has no emotion column values; the Kaggle test.csv is unlabelled, use fer2013.csv")
-        if img is None or split is None or emotion not in FER2013_IDS:
-            bad += 1
-            continue
+            raise FertrtError(f"{csv_path}:{line}: no emotion value; the Kaggle test.csv is unlabelled, use fer2013.csv")
         buckets[split][0].append(img)
         buckets[split][1].append(BASIC7.index(FER2013_IDS[emotion]))
     splits = {}
@@ -79,8 +100,7 @@ def open_fer2013(spec: str, path: Path, option) -> DataSource:
         if imgs:
             splits[name] = Split(name, BASIC7, np.asarray(labels, np.int64), images=_grey_to_rgb(imgs))
     if not splits:
-        raise FertrtError(f"{csv_path}: no usable rows ({bad} malformed)")
-    next(iter(splits.values())).malformed = bad
+        raise FertrtError(f"{csv_path}: no data rows")
     return DataSource(spec, "fer2013", BASIC7, splits)
 
 
@@ -96,7 +116,18 @@ def open_ferplus(spec: str, path: Path, option) -> DataSource:
         votes_cols = [h.strip() for h in header[2:12]]
         if [c.lower() for c in votes_cols] != [c.lower() for c in FERPLUS_COLUMNS]:
             raise FertrtError(f"{new_csv}: unexpected header {header}; expected Usage,Image name,{','.join(FERPLUS_COLUMNS)}")
-        vote_rows = list(reader)
+        vote_rows = []
+        for row in reader:
+            if len(row) < 12:
+                raise FertrtError(f"{new_csv}:{reader.line_num}: expected 12 or more fields (Usage,Image name, 10 vote counts), "
+                                  f"found {len(row)}")
+            try:
+                votes = [float(v or 0) for v in row[2:12]]
+            except ValueError:
+                raise FertrtError(f"{new_csv}:{reader.line_num}: vote counts must be numbers, found {safe(row[2:12])}") from None
+            if not all(math.isfinite(v) and v >= 0 for v in votes):
+                raise FertrtError(f"{new_csv}:{reader.line_num}: vote counts must be finite and >= 0, found {safe(row[2:12])}")
+            vote_rows.append((reader.line_num, row, votes))
     pixel_rows = list(_read_fer2013_rows(old_csv))
     if len(pixel_rows) != len(vote_rows):
         raise FertrtError(f"{new_csv}: {len(vote_rows)} rows but {old_csv} has {len(pixel_rows)}; the two files must be row-aligned")
@@ -104,11 +135,13 @@ def open_ferplus(spec: str, path: Path, option) -> DataSource:
     # column k of the vote table -> canonical index
     col_to_canon = [names.index(canonical(c)) for c in FERPLUS_COLUMNS[:8]]
     buckets = {s: ([], [], []) for s in ("train", "val", "test")}
-    for (_, _, img, _), row in zip(pixel_rows, vote_rows):
-        if len(row) < 12 or not row[1].strip() or img is None:
-            continue  # FERPlus removed this image (empty name) or the row is malformed
+    for (_, _, img, _), (line, row, votes) in zip(pixel_rows, vote_rows):
+        if not row[1].strip():
+            continue  # FERPlus removed this image (empty name)
         split = _FER2013_USAGE.get(row[0].strip())
-        votes = np.array([float(v or 0) for v in row[2:12]], np.float32)
+        if split is None:
+            raise FertrtError(f"{new_csv}:{line}: Usage {row[0]!r}; expected one of {', '.join(_FER2013_USAGE)}")
+        votes = np.array(votes, np.float32)
         if split is None or votes.sum() <= 0 or votes.argmax() >= 8:
             continue  # majority unknown / not-a-face
         soft = np.zeros(8, np.float32)
@@ -140,6 +173,7 @@ def open_rafdb(spec: str, path: Path, option) -> DataSource:
         if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB_IDS:
             raise FertrtError(f"{label_file}:{n}: expected '<name>.jpg <label 1-7>', got {line!r}")
         name, label = parts[0], int(parts[1])
+        _inside(image_dir, name, f"{label_file}:{n}")
         split = "train" if name.startswith("train") else "test" if name.startswith("test") else None
         if split is None:
             raise FertrtError(f"{label_file}:{n}: file name {name!r} should start with train_ or test_")
@@ -184,15 +218,15 @@ def _affectnet_csv(csv_path: Path, root: Path, split: str, names) -> Split:
         reader = csv.DictReader(f)
         need = {"subDirectory_filePath", "expression"}
         if not need <= set(reader.fieldnames or []):
-            raise FertrtError(f"{csv_path}: expected AffectNet columns subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression; found {reader.fieldnames}")
+            raise FertrtError(f"{csv_path}: expected AffectNet columns subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression; found {safe(reader.fieldnames)}")
         for row in reader:
             try:
                 expr = int(row["expression"])
-            except ValueError:
-                continue
+            except (ValueError, TypeError):
+                raise FertrtError(f"{csv_path}:{reader.line_num}: expression {row['expression']!r}; expected an integer 0-10") from None
             if expr not in AFFECTNET_IDS or AFFECTNET_IDS[expr] not in names:
                 continue  # 8-10 are none/uncertain/no-face; contempt only in 8-class mode
-            paths.append(image_root / row["subDirectory_filePath"])
+            paths.append(_inside(image_root, row["subDirectory_filePath"] or "", f"{csv_path}:{reader.line_num}"))
             labels.append(names.index(AFFECTNET_IDS[expr]))
             try:
                 boxes.append(tuple(float(row[k]) for k in ("face_x", "face_y", "face_width", "face_height")))
@@ -214,7 +248,7 @@ def _class_folders(root: Path, split: str, names, id_map=None, where=None) -> Sp
             try:
                 label = canonical(key)
             except FertrtError:
-                raise FertrtError(f"{d}: folder name {key!r} is not an expression label; expected one of {', '.join(names)}") from None
+                raise FertrtError(f"{safe(d)}: folder name {key!r} is not an expression label; expected one of {', '.join(names)}") from None
         if label not in names:
             continue
         for f in sorted(d.iterdir()):
