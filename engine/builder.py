@@ -1,10 +1,13 @@
 """The thin TensorRT layer: parse ONNX, apply a BuildPlan, build, serialize, inspect.
 
 Only `make_plan`'s output decides anything; this module turns it into API calls (names listed in
-compat.py). Runs only where `tensorrt` imports; exercised by the `trt` tests on GPU hosts.
+compat.py). Runs only where `tensorrt` imports; every call is held to the real bindings of each
+supported version by the `trt_api` tests, and run for real by the `trt` tests and `fertrt doctor`.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -16,31 +19,35 @@ from .plan import BuildPlan
 
 
 class EntropyCalibrator:
-    """IInt8EntropyCalibrator2 fed from an array of preprocessed batches; reads/writes a cache file."""
+    """IInt8EntropyCalibrator2 fed from an array of preprocessed images, `batch_size` at a time (the OPT
+    batch of the calibration profile, which is the shape TensorRT calibrates at); reads/writes a cache file."""
 
-    def __new__(cls, trt, batches: np.ndarray | None, cache_path: str | None, batch_size: int = 16):
-        from fertrt.runtime.trt_backend import cuda_api
+    def __new__(cls, trt, images: np.ndarray | None, cache_path: str | None, batch_size: int, cuda=None):
+        if cuda is None:
+            from fertrt.runtime.trt_backend import cuda_api
 
-        cuda = cuda_api()
+            cuda = cuda_api()
 
         class _Calibrator(trt.IInt8EntropyCalibrator2):
             def __init__(self):
                 super().__init__()
-                self.data, self.cache_path, self.bs, self.i = batches, cache_path, batch_size, 0
+                self.images, self.cache_path, self.batch_size, self.next_index = images, cache_path, int(batch_size), 0
                 self.device = None
-                if batches is not None and len(batches):
-                    self.device = cuda.alloc_device(batches[:batch_size].nbytes)
+                if images is not None and len(images):
+                    # one batch of exactly batch_size images, whatever the array holds
+                    self.nbytes = int(np.prod(images.shape[1:])) * 4 * self.batch_size
+                    self.device = cuda.alloc_device(self.nbytes)
 
             def get_batch_size(self):
-                return self.bs
+                return self.batch_size
 
             def get_batch(self, names):
-                if self.data is None or self.i + self.bs > len(self.data):
+                if self.images is None or self.next_index + self.batch_size > len(self.images):
                     return None
-                chunk = np.ascontiguousarray(self.data[self.i:self.i + self.bs], dtype=np.float32)
+                chunk = np.ascontiguousarray(self.images[self.next_index:self.next_index + self.batch_size], dtype=np.float32)
                 cuda.copy_htod(self.device, chunk)
-                self.i += self.bs
-                return [int(self.device)]
+                self.next_index += self.batch_size
+                return [int(self.device)]  # one image input
 
             def read_calibration_cache(self):
                 if self.cache_path and Path(self.cache_path).is_file():
@@ -71,7 +78,61 @@ def _parse(trt, network, logger, onnx_path):
     return parser
 
 
-def build_engine(onnx_path, plan: BuildPlan, calib_batches=None, log=print) -> tuple[bytes, dict]:
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock beside `path`, so two builds sharing one timing cache merge instead of racing."""
+    try:
+        import fcntl
+    except ImportError:  # not on Linux/Jetson: no lock, the atomic rename still keeps the file whole
+        yield
+        return
+    with open(str(path) + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_timing_cache(trt, config, path, log=print) -> tuple[object, bool]:
+    """-> (the ITimingCache attached to `config`, whether an existing file was accepted)."""
+    p = Path(path)
+    blob = p.read_bytes() if p.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None:
+        raise FertrtError(f"--timing-cache {path}: TensorRT could not create a timing cache from it")
+    if config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache, bool(blob)
+    # a cache written on another GPU model, CUDA or TensorRT version is refused (we never ignore the mismatch)
+    log(f"note: --timing-cache {path} was written on another device or TensorRT version; TensorRT refused it, "
+        "so this build times its tactics from scratch")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise FertrtError("TensorRT refused an empty timing cache; rerun without --timing-cache")
+    return cache, False
+
+
+def save_timing_cache(trt, config, path, log=print) -> bool:
+    """Merge this build's timings into the file (another build may have written it meanwhile); atomic."""
+    from fertrt.fileio import write_bytes_atomic
+
+    cache = config.get_timing_cache()
+    if cache is None:
+        log(f"note: TensorRT returned no timing cache; {path} left as it was")
+        return False
+    p = Path(path)
+    with _file_lock(p):
+        if p.is_file() and p.stat().st_size:
+            existing = config.create_timing_cache(p.read_bytes())
+            if existing is None or not cache.combine(existing, ignore_mismatch=False):
+                log(f"note: {path} holds timings of another device or TensorRT version; left as it was (not merged, "
+                    "not overwritten): delete it or pass another --timing-cache to keep this build's timings")
+                return False
+        write_bytes_atomic(p, bytes(cache.serialize()))
+    return True
+
+
+def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=None) -> tuple[bytes, dict]:
     """-> (serialized engine, build facts for the sidecar)."""
     import tensorrt as trt
 
@@ -91,8 +152,9 @@ def build_engine(onnx_path, plan: BuildPlan, calib_batches=None, log=print) -> t
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     if plan.builder_opt_level is not None:
         config.builder_optimization_level = plan.builder_opt_level
-    if hasattr(config, "profiling_verbosity"):
+    if hasattr(trt.ProfilingVerbosity, "DETAILED"):
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so the inspector can report per-layer precision
+    profile = None
     if plan.profile:
         profile = builder.create_optimization_profile()
         for name, s in plan.profile.items():
@@ -105,41 +167,54 @@ def build_engine(onnx_path, plan: BuildPlan, calib_batches=None, log=print) -> t
         config.DLA_core = plan.dla_core
     if plan.hardware_compat:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, plan.hardware_compat)
-    timing_cache_used = False
+    timing_cache_loaded = False
     if plan.timing_cache:
-        blob = Path(plan.timing_cache).read_bytes() if Path(plan.timing_cache).is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        timing_cache_used = bool(blob)
+        _, timing_cache_loaded = load_timing_cache(trt, config, plan.timing_cache, log=log)
     calibrator = None
     if plan.calibrator:
-        calibrator = EntropyCalibrator(trt, calib_batches, plan.calibrator.get("cache"))
+        calibrator = EntropyCalibrator(trt, calib_images, plan.calibrator.get("cache"), plan.calibrator["batch"], cuda=cuda)
         config.int8_calibrator = calibrator
+        if profile is not None and hasattr(config, "set_calibration_profile"):
+            config.set_calibration_profile(profile)  # calibrate at this profile's OPT shape (= the calibrator's batch)
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise FertrtError(f"{onnx_path}: TensorRT could not build an engine (rerun with --verbose for TensorRT's log)")
     build_s = time.perf_counter() - t0
     log(f"[build] {build_s:.1f}s")
-    if plan.timing_cache:
-        from fertrt.fileio import write_bytes_atomic
-
-        write_bytes_atomic(plan.timing_cache, bytes(config.get_timing_cache().serialize()))
+    timing_cache_saved = save_timing_cache(trt, config, plan.timing_cache, log=log) if plan.timing_cache else False
     data = bytes(serialized)
-    return data, {"build_seconds": build_s, "timing_cache_loaded": timing_cache_used, "num_layers_network": network.num_layers}
+    return data, {"build_seconds": build_s, "timing_cache_loaded": timing_cache_loaded, "timing_cache_saved": timing_cache_saved,
+                  "num_layers_network": network.num_layers}
 
 
-def inspect_layers(engine_bytes: bytes) -> list[dict] | None:
-    """Per-layer name/type/precision/tactic from the engine inspector, where TensorRT has it."""
-    import json
+def inspect_layers(engine_bytes: bytes, version_compatible: bool = False) -> list[dict] | None:
+    """Per-layer name/type/precision/tactic from the engine inspector, where TensorRT has it.
 
+    The inspector reports precisions of a dynamic-shape engine only for a context whose input shapes
+    are set ("N/A due to dynamic shapes" otherwise), so the OPT shape of profile 0 is set first."""
     import tensorrt as trt
 
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    from fertrt.runtime.trt_backend import deserialize_engine
+
+    engine = deserialize_engine(trt, engine_bytes, version_compatible=version_compatible)
     if engine is None or not hasattr(engine, "create_engine_inspector"):
         return None
-    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    inspector = engine.create_engine_inspector()
+    if inspector is None:
+        return None
+    context = engine.create_execution_context()
+    if context is not None and hasattr(inspector, "execution_context"):
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+                continue
+            if any(d < 0 for d in engine.get_tensor_shape(name)):
+                opt = tuple(engine.get_tensor_profile_shape(name, 0)[1])
+                if not context.set_input_shape(name, opt):
+                    raise FertrtError(f"TensorRT refused the OPT shape {opt} of {name} for the engine inspector")
+        inspector.execution_context = context
+    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     layers = []
     for layer in info.get("Layers", []):
         if isinstance(layer, str):  # without detailed verbosity only names are reported

@@ -16,7 +16,23 @@ def engine_cache_dir() -> Path:
     return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / "engines"
 
 
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def options_from_args(args) -> BuildOptions:
+    """Command-line values -> BuildOptions, with every number range-checked before anything runs."""
+    if args.workspace is not None and args.workspace <= 0:
+        raise FertrtError(f"--workspace {args.workspace}: expected a positive number of MiB")
+    if args.builder_opt_level is not None and not 0 <= args.builder_opt_level <= 5:
+        raise FertrtError(f"--builder-opt-level {args.builder_opt_level}: expected 0..5")
+    if args.dla_core is not None and args.dla_core < 0:
+        raise FertrtError(f"--dla-core {args.dla_core}: expected a DLA core number >= 0")
+    if args.calib_size is not None and args.calib_size < 1:
+        raise FertrtError(f"--calib-size {args.calib_size}: expected at least 1 image")
     return BuildOptions(precision=args.precision, batch=parse_batch(args.batch), workspace_mib=args.workspace,
                         builder_opt_level=args.builder_opt_level, timing_cache=args.timing_cache, dla_core=args.dla_core,
                         gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
@@ -31,25 +47,42 @@ def validate(onnx_path, output, opts: BuildOptions):
 
     graph, meta = graph_info(onnx_path)
     check_output(output)
+    from .sidecar import sidecar_path
+
+    for option, path in (("-o", output), ("-o (its .json sidecar)", sidecar_path(output)), ("--timing-cache", opts.timing_cache),
+                         ("--calib-cache", opts.calib_cache)):
+        if path and _same_file(path, onnx_path):
+            raise FertrtError(f"{option} {path}: is the input ONNX itself; choose another file (the input is never overwritten)")
+    if opts.timing_cache and opts.calib_cache and _same_file(opts.timing_cache, opts.calib_cache):
+        raise FertrtError(f"--timing-cache and --calib-cache are the same file {opts.timing_cache}; they hold different things")
+    for option, path in (("--timing-cache", opts.timing_cache), ("--calib-cache", opts.calib_cache)):
+        if path and _same_file(path, output):
+            raise FertrtError(f"{option} {path}: is the engine output (-o) itself; choose another file")
     if opts.calib_cache and not Path(opts.calib_cache).is_file() and not opts.calib_data:
         raise FertrtError(f"--calib-cache {opts.calib_cache}: no such file (and no --calib-data to create it)")
     if opts.calib_cache and Path(opts.calib_cache).is_file():
-        from fertrt.export.quantize import parse_trt_calibration_cache
+        from fertrt.export.trt_calib_cache import parse_trt_calibration_cache
 
         try:
-            parse_trt_calibration_cache(Path(opts.calib_cache).read_text())
+            parse_trt_calibration_cache(Path(opts.calib_cache).read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, FertrtError) as exc:
-            raise FertrtError(f"{opts.calib_cache}: {exc}") from None
+            raise FertrtError(f"--calib-cache {opts.calib_cache}: {exc}") from None
     if opts.timing_cache and Path(opts.timing_cache).exists() and not Path(opts.timing_cache).is_file():
         raise FertrtError(f"--timing-cache {opts.timing_cache}: is not a file")
     if "class_names" not in meta:
         raise FertrtError(f"{onnx_path}: has no fertrt metadata (labels, preprocessing); export it with `fertrt export`")
+    from fertrt.export.targets import target_mismatch
+
+    if target_mismatch(meta, "tensorrt"):  # an INT8 graph laid out for ONNX Runtime: builds, but not TensorRT's layout
+        import sys
+
+        print(f"warning: {onnx_path}: {target_mismatch(meta, 'tensorrt')}", file=sys.stderr)
     return graph, meta
 
 
 def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> dict:
     from .builder import build_engine, inspect_layers
-    from .compat import capabilities_of, import_tensorrt
+    from .compat import capabilities_of, import_tensorrt, require_supported
     from .device import gpu_info, jetson_release
     from .graph import graph_info
     from .plan import cache_key, make_plan, trtexec_command
@@ -57,7 +90,11 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
 
     graph, meta = validate(onnx_path, output, opts)
     trt = import_tensorrt()
-    caps = capabilities_of(trt)
+    caps = require_supported(capabilities_of(trt))
+    if opts.legacy_int8 and opts.calib_cache and Path(opts.calib_cache).is_file():
+        note = check_calib_cache_version(opts.calib_cache, caps.version, has_data=bool(opts.calib_data))
+        if note:
+            log(f"note: {note}")
     gpu, jetson = gpu_info(), jetson_release()
     if not gpu:
         raise FertrtError("no usable CUDA device: install pycuda or cuda-python and check the NVIDIA driver (nvidia-smi)")
@@ -95,7 +132,7 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
         calib_batches = calibration_array(plan.calibrator["data"], meta, plan.calibrator["size"], log=log)
     data, facts = build_engine(build_from, plan, calib_batches, log=log)
     write_bytes_atomic(output, data)
-    layers = inspect_layers(data) if caps.inspector else None
+    layers = inspect_layers(data, version_compatible=opts.version_compatible) if caps.inspector else None
     io = {"input": {"name": graph.input_name, "shape": list(graph.input_shape)},
           "outputs": ["logits"] + list(meta.get("explain_outputs", []))}
     sidecar = build_sidecar(trt_version=caps.version, gpu=gpu, jetson=jetson, onnx_path=build_from, onnx_sha256=graph.sha256,
@@ -108,6 +145,25 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
         write_json_atomic(sidecar_path(cached), sidecar)
     log(f"equivalent trtexec command:\n  {trtexec}")
     return sidecar
+
+
+def check_calib_cache_version(path, trt_version: str, has_data: bool) -> str | None:
+    """Compare a TensorRT calibration cache's header with the installed TensorRT. TensorRT ignores a cache
+    whose header names another version and calibrates again, which needs images: without --calib-data
+    that is an error here, with it a note. -> the note, or None when the header matches."""
+    from fertrt.export.trt_calib_cache import parse_trt_calibration_cache, trt_version_tag
+
+    header, _ = parse_trt_calibration_cache(Path(path).read_bytes().decode("utf-8", errors="replace"))
+    tag = header.split("-")[1] if header.count("-") >= 2 else "?"
+    want = str(trt_version_tag(trt_version))
+    if tag == want:
+        return None
+    what = (f"--calib-cache {path}: its header {header!r} is for TensorRT tag {tag}, this TensorRT {trt_version} expects "
+            f"TRT-{want}-...; TensorRT ignores such a cache and calibrates again")
+    if not has_data:
+        raise FertrtError(f"{what}, which needs --calib-data SPEC. Rewrite the cache for this version: "
+                          f"`fertrt quantize MODEL.onnx --precision int8 --calib-data SPEC --trt-version {trt_version}`")
+    return f"{what} from --calib-data (and rewrites the cache)"
 
 
 def cmd_build_engine(args):
@@ -124,20 +180,25 @@ def cmd_build_engine(args):
 
 
 def cmd_inspect_engine(args):
+    from fertrt.fileio import require_file
+    from fertrt.text import safe, safe_list
+
     from .device import gpu_info
     from .sidecar import compatibility_problems, read_sidecar
 
+    require_file(args.engine, "a TensorRT engine written by `fertrt build-engine`")
     side = read_sidecar(args.engine)
-    print(f"engine      {args.engine}")
-    print(f"model       {side.get('model_name')}  classes {', '.join(side.get('class_names') or [])}")
-    print(f"built with  TensorRT {side.get('tensorrt_version')} on {side.get('gpu', {}).get('name')} "
-          f"(cc {side.get('gpu', {}).get('compute_capability')})" + (f", L4T {side['jetson']['l4t']}" if side.get("jetson") else ""))
-    prec = side.get("precision", {})
-    print(f"precision   requested {prec.get('requested')}, graph {prec.get('graph')}, strongly typed {prec.get('strongly_typed')}, "
-          f"flags {prec.get('builder_flags')}; layers by precision {prec.get('layer_precisions')}")
-    print(f"profile     {side.get('profile')}")
-    print(f"source      {side.get('source_onnx')} (sha256 {str(side.get('source_onnx_sha256'))[:16]}...)")
-    print(f"trtexec     {side.get('trtexec')}")
+    gpu = side["gpu"]
+    print(f"engine      {safe(args.engine)}")
+    print(f"model       {safe(side.get('model_name'))}  classes {safe_list(side['class_names'])}")
+    print(f"built with  TensorRT {safe(side['tensorrt_version'])} on {safe(gpu.get('name'))} "
+          f"(cc {safe(gpu.get('compute_capability'))})" + (f", L4T {safe(side['jetson'].get('l4t'))}" if side.get("jetson") else ""))
+    prec = side["precision"]
+    print(f"precision   requested {safe(prec.get('requested'))}, graph {safe(prec.get('graph'))}, strongly typed {safe(prec.get('strongly_typed'))}, "
+          f"flags {safe(prec.get('builder_flags'))}; layers by precision {safe(prec.get('layer_precisions'))}")
+    print(f"profile     {safe(side.get('profile'))}")
+    print(f"source      {safe(side.get('source_onnx'))} (sha256 {safe(str(side.get('source_onnx_sha256'))[:16])}...)")
+    print(f"trtexec     {safe(side.get('trtexec'))}")
     try:
         import tensorrt as trt
 
@@ -146,18 +207,18 @@ def cmd_inspect_engine(args):
         version = None
     problems = compatibility_problems(side, version, gpu_info() if version else {})
     if problems:
-        print("can run here: no; " + "; ".join(problems))
+        print("can run here: no; " + safe("; ".join(problems)))
     else:
         print("can run here: yes")
     layers = side.get("layers")
     if version and not problems:
         from .builder import inspect_layers
 
-        layers = inspect_layers(Path(args.engine).read_bytes()) or layers
+        layers = inspect_layers(Path(args.engine).read_bytes(), version_compatible=bool(side["build_options"].get("version_compatible"))) or layers
     if layers:
         print(f"{'layer':<60} {'type':<18} {'precision':<24} tactic")
         for l in layers:
-            print(f"{str(l.get('name'))[:60]:<60} {str(l.get('type')):<18} {str(l.get('precision')):<24} {l.get('tactic')}")
+            print(f"{safe(str(l.get('name'))[:60]):<60} {safe(l.get('type')):<18} {safe(l.get('precision')):<24} {safe(l.get('tactic'))}")
     if args.json:
         write_json_atomic(args.json, {"sidecar": side, "layers": layers, "can_run_here": not problems, "problems": problems})
     return 0 if not problems else 1

@@ -25,6 +25,12 @@ the 10.x->11.x migration guide "Removed Python APIs and Replacements"):
                          IExecutionContext.set_input_shape, set_tensor_address, execute_async_v3
   device                 Builder.num_DLA_cores, IBuilderConfig.default_device_type + trt.DeviceType.DLA,
                          IBuilderConfig.DLA_core, BuilderFlag.GPU_FALLBACK
+  members that came later HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY (10.9; AMPERE_PLUS 8.6),
+                         Runtime.engine_host_code_allowed (8.6, needed to load version-compatible engines),
+                         IBuilderConfig.set_calibration_profile (8.x-10.x), ITimingCache.combine,
+                         IEngineInspector.execution_context
+The `trt_api` tests (tests/test_trt_api.py) hold every name above to the real bindings of 8.6.1 and
+10.0.1 to 11.4 and write the version x name table in docs/tensorrt_api.md; 8.5 is checked from its docs.
 """
 from __future__ import annotations
 
@@ -38,6 +44,9 @@ INSTALL_HELP = ("TensorRT is not installed here. On a desktop GPU: `pip install 
                 "Everything up to the engine (export, fp16/int8 ONNX, compare) runs without it.")
 
 
+MIN_VERSION = "8.5"  # the tensor API (num_io_tensors, set_tensor_address, execute_async_v3) came in 8.5
+
+
 @dataclass(frozen=True)
 class Capabilities:
     version: str
@@ -49,11 +58,16 @@ class Capabilities:
     builder_opt_level: bool  # IBuilderConfig.builder_optimization_level (8.6+)
     version_compatible: bool  # BuilderFlag.VERSION_COMPATIBLE (8.6+)
     hardware_compat: bool  # trt.HardwareCompatibilityLevel (8.6+)
+    hardware_compat_levels: tuple  # its members here: AMPERE_PLUS 8.6+, SAME_COMPUTE_CAPABILITY 10.9+
     timing_cache: bool
     memory_pool: bool
     inspector: bool
     gpu_fallback: bool
     tensor_api: bool  # num_io_tensors/set_tensor_address/execute_async_v3 (8.5+)
+    host_code_allowed: bool = False  # Runtime.engine_host_code_allowed (8.6+): version-compatible engines
+    calibration_profile: bool = False  # IBuilderConfig.set_calibration_profile (8.x-10.x)
+    timing_cache_combine: bool = False  # ITimingCache.combine
+    inspector_context: bool = False  # IEngineInspector.execution_context
 
     def to_dict(self):
         return asdict(self)
@@ -64,6 +78,9 @@ def capabilities_of(trt) -> Capabilities:
     ncf = trt.NetworkDefinitionCreationFlag
     cfg = trt.IBuilderConfig
     strongly = hasattr(ncf, "STRONGLY_TYPED")
+    hw_enum = getattr(trt, "HardwareCompatibilityLevel", None)
+    inspector_cls = getattr(trt, "EngineInspector", getattr(trt, "IEngineInspector", None))
+    context_cls = trt.IExecutionContext
     return Capabilities(
         version=str(getattr(trt, "__version__", "unknown")),
         strongly_typed=strongly,
@@ -73,13 +90,29 @@ def capabilities_of(trt) -> Capabilities:
         calibrator=hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(cfg, "int8_calibrator"),
         builder_opt_level=hasattr(cfg, "builder_optimization_level"),
         version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
-        hardware_compat=hasattr(trt, "HardwareCompatibilityLevel") and hasattr(cfg, "hardware_compatibility_level"),
+        hardware_compat=hw_enum is not None and hasattr(cfg, "hardware_compatibility_level"),
+        hardware_compat_levels=tuple(n for n in ("NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY") if hasattr(hw_enum, n)),
         timing_cache=hasattr(cfg, "create_timing_cache"),
         memory_pool=hasattr(cfg, "set_memory_pool_limit"),
         inspector=hasattr(trt.ICudaEngine, "create_engine_inspector"),
         gpu_fallback=hasattr(flags, "GPU_FALLBACK"),
-        tensor_api=hasattr(trt.IExecutionContext, "execute_async_v3") and hasattr(trt.ICudaEngine, "num_io_tensors"),
+        tensor_api=all(hasattr(context_cls, n) for n in ("execute_async_v3", "set_input_shape", "set_tensor_address"))
+        and hasattr(trt.ICudaEngine, "num_io_tensors"),
+        host_code_allowed=hasattr(getattr(trt, "Runtime", None), "engine_host_code_allowed"),
+        calibration_profile=hasattr(cfg, "set_calibration_profile"),
+        timing_cache_combine=hasattr(getattr(trt, "ITimingCache", None), "combine"),
+        inspector_context=hasattr(inspector_cls, "execution_context"),
     )
+
+
+def require_supported(caps: Capabilities) -> Capabilities:
+    """One clear message for a TensorRT older than 8.5 (an apt install on JetPack 5.0 can bring 8.4),
+    whose Python API lacks the tensor calls the runtime and builder use."""
+    if not caps.tensor_api:
+        raise FertrtError(f"TensorRT {caps.version} is too old for fertrt: it needs TensorRT {MIN_VERSION} or newer (JetPack 5.1+, "
+                          "or `pip install tensorrt` on a desktop GPU); this version lacks the tensor API "
+                          "(execute_async_v3, set_input_shape, set_tensor_address, num_io_tensors)")
+    return caps
 
 
 def import_tensorrt():
@@ -92,7 +125,7 @@ def import_tensorrt():
 
 
 def detect() -> Capabilities:
-    return capabilities_of(import_tensorrt())
+    return require_supported(capabilities_of(import_tensorrt()))
 
 
 def unavailable(feature: str, caps: Capabilities, instead: str) -> FertrtError:

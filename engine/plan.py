@@ -146,12 +146,20 @@ def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_
 
     # optimisation profile for the dynamic batch axis
     shape = list(graph.input_shape)
+    if opts.batch is not None and not (len(opts.batch) == 3 and 1 <= opts.batch[0] <= opts.batch[1] <= opts.batch[2]):
+        raise FertrtError(f"--batch {','.join(map(str, opts.batch))}: expected 1 <= MIN <= OPT <= MAX")
     if graph.dynamic_batch:
         mn, op, mx = opts.batch or (1, 8, 32)
         rest = [int(d) for d in shape[1:]]
         plan.profile = {graph.input_name: {"min": [mn] + rest, "opt": [op] + rest, "max": [mx] + rest}}
     elif opts.batch:
         plan.notes.append(f"the graph has a static batch of {shape[0]}; --batch is ignored (built as it is)")
+    if plan.calibrator is not None:
+        # TensorRT calibrates at the OPT shape of the calibration profile: the calibrator's batch is that size
+        plan.calibrator["batch"] = plan.profile[graph.input_name]["opt"][0] if plan.profile else int(shape[0])
+        if plan.calibrator["batch"] > plan.calibrator["size"] and opts.calib_data:
+            raise FertrtError(f"--calib-size {plan.calibrator['size']}: smaller than the calibration batch "
+                              f"{plan.calibrator['batch']} (the OPT batch of --batch); give at least that many images")
 
     if opts.workspace_mib is not None:
         if opts.workspace_mib <= 0:
@@ -160,16 +168,18 @@ def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_
             raise unavailable("--workspace (set_memory_pool_limit)", caps, "upgrade to TensorRT 8.4 or newer")
         plan.workspace_bytes = int(opts.workspace_mib) << 20
     if opts.builder_opt_level is not None:
-        if not caps.builder_opt_level:
-            raise unavailable("--builder-opt-level", caps, "drop the option (TensorRT 8.6+ has it)")
         if not 0 <= opts.builder_opt_level <= 5:
             raise FertrtError(f"--builder-opt-level {opts.builder_opt_level}: expected 0..5")
+        if not caps.builder_opt_level:
+            raise unavailable("--builder-opt-level", caps, "drop the option (TensorRT 8.6+ has it)")
         plan.builder_opt_level = opts.builder_opt_level
     if opts.timing_cache:
         if not caps.timing_cache:
             raise unavailable("--timing-cache", caps, "drop the option")
         plan.timing_cache = opts.timing_cache
     if opts.dla_core is not None:
+        if opts.dla_core < 0:
+            raise FertrtError(f"--dla-core {opts.dla_core}: expected a DLA core number >= 0")
         if num_dla_cores is not None and num_dla_cores == 0:
             raise FertrtError(f"--dla-core {opts.dla_core}: this device has no DLA (only Jetson AGX/NX Orin and Xavier have DLA cores)")
         if num_dla_cores is not None and opts.dla_core >= num_dla_cores:
@@ -192,7 +202,12 @@ def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_
             raise FertrtError(f"--hardware-compat {opts.hardware_compat!r}: expected one of {', '.join(HW_COMPAT)}")
         if not caps.hardware_compat:
             raise unavailable("--hardware-compat", caps, "build on the GPU model that will run the engine")
-        plan.hardware_compat = HW_COMPAT[opts.hardware_compat]
+        member = HW_COMPAT[opts.hardware_compat]
+        if member not in caps.hardware_compat_levels:  # the enum exists from 8.6, SAME_COMPUTE_CAPABILITY only from 10.9
+            others = [k for k, v in HW_COMPAT.items() if v in caps.hardware_compat_levels and k != "none"]
+            raise unavailable(f"--hardware-compat {opts.hardware_compat} (HardwareCompatibilityLevel.{member})", caps,
+                              f"use {' or '.join(others) if others else 'no --hardware-compat'} (same-cc needs TensorRT 10.9+)")
+        plan.hardware_compat = member
     return plan
 
 
@@ -201,6 +216,8 @@ def _legacy_calibrator(opts, caps, plan, required):
         raise unavailable("the INT8 calibrator", caps, "run `fertrt quantize --precision int8` first and build the Q/DQ graph")
     if not (opts.calib_data or opts.calib_cache):
         raise FertrtError("implicit INT8 needs --calib-data SPEC or --calib-cache FILE (e.g. the .calib.cache `fertrt quantize` writes)")
+    if opts.calib_size < 1:
+        raise FertrtError(f"--calib-size {opts.calib_size}: expected at least 1 image")
     plan.calibrator = {"data": opts.calib_data, "cache": opts.calib_cache, "size": opts.calib_size}
 
 

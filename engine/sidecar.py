@@ -52,12 +52,54 @@ def read_sidecar(engine_path) -> dict:
         raise FertrtError(f"{engine_path}: no sidecar {p.name} beside it; engines built outside fertrt lack labels and "
                           f"preprocessing: rebuild with `fertrt build-engine MODEL.onnx -o {Path(engine_path).name}`")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise FertrtError(f"{p}: not valid JSON ({exc})") from exc
-    if data.get("format") != SIDECAR_FORMAT:
-        raise FertrtError(f"{p}: not a fertrt engine sidecar (format {data.get('format')!r})")
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FertrtError(f"{p}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    except OSError as exc:
+        raise FertrtError(f"{p}: cannot read it ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        fmt = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise FertrtError(f"{p}: not a fertrt engine sidecar (format {fmt!r}, expected {SIDECAR_FORMAT!r})")
+    problems = _shape_problems(data)
+    if problems:
+        raise FertrtError(f"{p}: a damaged or hand-edited sidecar: " + "; ".join(problems) +
+                          ". Rebuild the engine with `fertrt build-engine` to rewrite it")
     return data
+
+
+# key -> (allowed types, required): what every reader of a sidecar relies on
+_FIELDS = {
+    "tensorrt_version": ((str,), True), "gpu": ((dict,), True), "jetson": ((dict, type(None)), False),
+    "class_names": ((list,), True), "preprocess": ((dict,), True), "precision": ((dict,), True),
+    "profile": ((dict, type(None)), False), "build_options": ((dict,), True), "layers": ((list, type(None)), False),
+    "io": ((dict,), False), "explain_outputs": ((list,), False), "timing_cache": ((dict,), False),
+}
+
+
+def _shape_problems(data: dict) -> list[str]:
+    problems = []
+    for key, (types, required) in _FIELDS.items():
+        if key not in data:
+            if required:
+                problems.append(f"{key!r} is missing")
+        elif not isinstance(data[key], types):
+            problems.append(f"{key!r} is {type(data[key]).__name__}, expected {' or '.join(t.__name__ for t in types)}")
+    names = data.get("class_names")
+    if isinstance(names, list) and (not names or not all(isinstance(n, str) for n in names)):
+        problems.append("'class_names' must be a non-empty list of strings")
+    if isinstance(data.get("layers"), list) and not all(isinstance(l, dict) for l in data["layers"]):
+        problems.append("'layers' must be a list of objects")
+    jetson = data.get("jetson")
+    if isinstance(jetson, dict) and not isinstance(jetson.get("l4t", ""), str):
+        problems.append("'jetson.l4t' must be a string")
+    return problems
+
+
+def _version_tuple(text) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p) for p in str(text).split(".")[:3])
+    except ValueError:
+        return None
 
 
 def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) -> list[str]:
@@ -65,17 +107,26 @@ def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) ->
     version and GPU model they were built with, unless built version- or hardware-compatible."""
     problems = []
     opts = sidecar.get("build_options", {})
+    built = sidecar.get("tensorrt_version")
     if trt_version is None:
         problems.append("TensorRT is not installed here")
-    elif trt_version != sidecar.get("tensorrt_version") and not opts.get("version_compatible"):
-        problems.append(f"built with TensorRT {sidecar.get('tensorrt_version')}, this machine has {trt_version} "
+    elif opts.get("version_compatible"):
+        # a version-compatible engine runs on the TensorRT that built it and on newer ones, never on older ones
+        here, then = _version_tuple(trt_version), _version_tuple(built)
+        if here is None or then is None:
+            problems.append(f"cannot compare TensorRT {trt_version} here with {built} of the build")
+        elif here < then:
+            problems.append(f"built version-compatible with TensorRT {built}, this machine has the older {trt_version} "
+                            "(version-compatible engines run only on the same or a newer TensorRT)")
+    elif trt_version != built:
+        problems.append(f"built with TensorRT {built}, this machine has {trt_version} "
                         "(engines are not portable between TensorRT versions)")
     built_gpu = sidecar.get("gpu") or {}
     if gpu and built_gpu:
         hw = opts.get("hardware_compat")
         if hw == "ampere+":
             cc = gpu.get("compute_capability") or "0.0"
-            if float(cc) < 8.0:
+            if (_version_tuple(cc) or (0,)) < (8, 0):
                 problems.append(f"built Ampere+-compatible, this GPU has compute capability {cc}")
         elif hw == "same-cc":
             if gpu.get("compute_capability") != built_gpu.get("compute_capability"):

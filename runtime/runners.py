@@ -12,10 +12,26 @@ import numpy as np
 
 from fertrt.errors import FertrtError
 from fertrt.fileio import require_file
+from fertrt.text import safe, safe_list
 
 from .preprocess import PreprocessConfig
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
+def check_metadata(path, metadata: dict, pre: PreprocessConfig) -> None:
+    """Refuse model files whose metadata would give silently wrong results (labels, normalisation)."""
+    names = metadata.get("class_names")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
+        raise FertrtError(f"{path}: metadata class_names must be a non-empty list of names, got {safe(repr(names)[:80])}")
+    if len(set(names)) != len(names):
+        raise FertrtError(f"{path}: metadata class_names has duplicates ({safe_list(names)})")
+    if len(pre.input_size) != 2 or min(pre.input_size) <= 0:
+        raise FertrtError(f"{path}: metadata preprocess.input_size {pre.input_size}: expected (height, width), both > 0")
+    if any(not np.isfinite(s) or s == 0 for s in pre.std) or any(not np.isfinite(m) for m in pre.mean):
+        raise FertrtError(f"{path}: metadata preprocess mean {pre.mean} / std {pre.std}: expected finite values and non-zero std")
+    if pre.color_order not in ("RGB", "BGR", "GRAY"):
+        raise FertrtError(f"{path}: metadata preprocess.color_order {safe(pre.color_order)!r}: expected RGB, BGR or GRAY")
 
 
 class Runner:
@@ -29,6 +45,9 @@ class Runner:
             self.preprocess = PreprocessConfig.from_dict(metadata["preprocess"])
         except KeyError as exc:
             raise FertrtError(f"{path}: has no fertrt metadata ({exc.args[0]} missing); export it with `fertrt export`") from None
+        except (TypeError, ValueError, FertrtError) as exc:
+            raise FertrtError(f"{path}: its fertrt metadata is malformed ({safe(exc)})") from None
+        check_metadata(path, metadata, self.preprocess)
         self.precision = metadata.get("precision", "fp32")
         self.output_names = ["logits"] + list(metadata.get("explain_outputs", []))
 
@@ -88,7 +107,11 @@ class OrtRunner(Runner):
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
             raise FertrtError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        super().__init__(path, decode(self.session.get_modelmeta().custom_metadata_map))
+        try:
+            metadata = decode(self.session.get_modelmeta().custom_metadata_map)
+        except FertrtError as exc:
+            raise FertrtError(f"{path}: {exc}") from None
+        super().__init__(path, metadata)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise FertrtError(f"{path}: expected one image input, found {[i.name for i in inputs]}")
@@ -98,6 +121,11 @@ class OrtRunner(Runner):
         self.provider = self.session.get_providers()[0]
         known = {o.name for o in self.session.get_outputs()}
         self.output_names = [n for n in self.output_names if n in known]
+        logits = [o for o in self.session.get_outputs() if o.name == "logits"]
+        width = logits[0].shape[-1] if logits and logits[0].shape else None
+        if isinstance(width, int) and width != len(self.class_names):
+            raise FertrtError(f"{path}: the graph gives {width} logits but its metadata names {len(self.class_names)} classes "
+                              f"({safe_list(self.class_names)})")
 
     def infer_outputs(self, batch):
         x = self._check_batch(batch)

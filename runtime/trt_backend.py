@@ -13,6 +13,7 @@ thread (they can share the engine file; each deserializes its own context).
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -66,7 +67,7 @@ class _PyCuda:
         s.synchronize()
 
     def graph_capture(self, s, fn):
-        raise FertrtError("--cuda-graph needs cuda-python (pip install cuda-python); pycuda is in use here")
+        raise FertrtError("CUDA graphs need cuda-python (pip install cuda-python); pycuda is in use here")
 
     def event(self):
         return self.cuda.Event()
@@ -134,12 +135,24 @@ class _CudaPython:
     def sync(self, s):
         self._check(self.rt.cudaStreamSynchronize(s))
 
-    def graph_capture(self, s, fn):
-        self._check(self.rt.cudaStreamBeginCapture(s, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
-        fn()
+    def graph_capture(self, s, fn) -> "CapturedGraph":
+        """Capture what `fn` enqueues on stream `s`; the capture is ended (and discarded) if `fn` fails."""
+        self._check(self.rt.cudaStreamBeginCapture(s, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        try:
+            fn()
+        except BaseException:
+            err, graph = self.rt.cudaStreamEndCapture(s)
+            if int(err) == 0 and graph is not None:
+                self.rt.cudaGraphDestroy(graph)
+            raise
         graph = self._check(self.rt.cudaStreamEndCapture(s))
-        exec_graph = self._check(self.rt.cudaGraphInstantiate(graph, 0))
-        return lambda: self._check(self.rt.cudaGraphLaunch(exec_graph, s))
+        try:
+            exec_graph = self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        except FertrtError:
+            self.rt.cudaGraphDestroy(graph)
+            raise
+        return CapturedGraph(launch=lambda: self._check(self.rt.cudaGraphLaunch(exec_graph, s)),
+                             free=lambda: (self.rt.cudaGraphExecDestroy(exec_graph), self.rt.cudaGraphDestroy(graph)))
 
     def event(self):
         return self._check(self.rt.cudaEventCreate())
@@ -154,6 +167,18 @@ class _CudaPython:
     def mem_used_bytes(self):
         free, total = self._check(self.rt.cudaMemGetInfo())
         return total - free
+
+
+class CapturedGraph:
+    """An instantiated CUDA graph: launch() replays it, free() releases it (once)."""
+
+    def __init__(self, launch, free):
+        self.launch, self._free = launch, free
+
+    def free(self):
+        if self._free is not None:
+            self._free()
+            self._free = None
 
 
 _CUDA = None
@@ -176,12 +201,31 @@ def cuda_api():
     return _CUDA
 
 
+# ---------------------------------------------------------------- engine loading
+def deserialize_engine(trt, data: bytes, *, version_compatible: bool = False, logger=None):
+    """ICudaEngine from a plan; None if TensorRT refuses it. A version-compatible plan carries the lean
+    runtime as host code, which TensorRT runs only when Runtime.engine_host_code_allowed is set first
+    (as trtexec and Polygraphy do); it stays off for every other engine."""
+    runtime = trt.Runtime(logger or trt.Logger(trt.Logger.WARNING))
+    if version_compatible:
+        if not hasattr(runtime, "engine_host_code_allowed"):
+            raise FertrtError(f"this engine was built version-compatible; TensorRT {trt.__version__} cannot load such engines (8.6+ can)")
+        runtime.engine_host_code_allowed = True
+    return runtime.deserialize_cuda_engine(data)  # the bindings keep the runtime alive with the engine
+
+
+def _expect(ok, what):
+    """TensorRT reports many failures only as a False return; never carry on past one."""
+    if not ok:
+        raise FertrtError(f"TensorRT refused {what} (rerun with a TensorRT log for details)")
+
+
 # ---------------------------------------------------------------- the runner
 class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, path, cuda_graph: bool = False, zero_copy: bool | None = None, rebuild: bool = False):
-        from fertrt.engine.compat import import_tensorrt
+        from fertrt.engine.compat import capabilities_of, import_tensorrt, require_supported
         from fertrt.engine.sidecar import compatibility_problems, read_sidecar
 
         side = read_sidecar(path)
@@ -189,6 +233,7 @@ class TrtRunner(Runner):
                                 "precision": side.get("precision", {}).get("requested", "fp32"), "data_spec": side.get("data_spec"),
                                 "model_name": side.get("model_name"), "explain_outputs": side.get("explain_outputs", [])})
         trt = import_tensorrt()
+        require_supported(capabilities_of(trt))
         self.cuda = cuda_api()
         device = self.cuda.device_info()
         problems = compatibility_problems(side, trt.__version__, device)
@@ -204,12 +249,14 @@ class TrtRunner(Runner):
                 raise FertrtError(f"{path}: cannot run here: {'; '.join(problems)}. Rebuild it on this device: "
                                   f"`fertrt build-engine {onnx or 'MODEL.onnx'} -o {path}` (or pass --rebuild)")
         self.trt = trt
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with open(path, "rb") as f:
-            self.engine = runtime.deserialize_cuda_engine(f.read())
+            self.runtime_version_compatible = bool(side.get("build_options", {}).get("version_compatible"))
+            self.engine = deserialize_engine(trt, f.read(), version_compatible=self.runtime_version_compatible)
         if self.engine is None:
             raise FertrtError(f"{path}: TensorRT could not deserialize this engine (corrupt, or another TensorRT version)")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise FertrtError(f"{path}: TensorRT could not create an execution context (out of device memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
@@ -227,6 +274,7 @@ class TrtRunner(Runner):
         self.lock = threading.Lock()
         self.use_graph = cuda_graph
         self._graph, self._graph_batch = None, None
+        self._input_shape = None
         self.host, self.dev = {}, {}
         for name in names:
             dims = list(self.engine.get_tensor_shape(name))
@@ -238,16 +286,49 @@ class TrtRunner(Runner):
             host, mapped_ptr = self.cuda.alloc_host(tuple(dims), dtype, mapped=mapped)
             self.host[name] = host
             self.dev[name] = mapped_ptr if mapped_ptr is not None else self.cuda.alloc_device(host.nbytes)
-            self.context.set_tensor_address(name, int(self.dev[name]))
+            _expect(self.context.set_tensor_address(name, int(self.dev[name])), f"the address of tensor {name}")
 
     def _enqueue(self, n):
         s = self.cuda.stream_handle(self.stream)
         if not self.zero_copy:
             self.cuda.htod_async(self.dev[self.input_name], self.host[self.input_name][:n], self.stream)
-        self.context.execute_async_v3(s)
+        _expect(self.context.execute_async_v3(s), "to enqueue the engine (execute_async_v3)")
         if not self.zero_copy:
             for name in self.outputs:
                 self.cuda.dtoh_async(self.host[name][:n], self.dev[name], self.stream)
+
+    def _set_batch(self, x):
+        shape = tuple(x.shape)
+        if shape == self._input_shape:  # unchanged: leave the context (and a captured graph) as they are
+            return
+        _expect(self.context.set_input_shape(self.input_name, shape), f"input shape {shape} for {self.input_name}")
+        self._input_shape = shape
+
+    def _run_graph(self, n):
+        """CUDA graph path: replay the graph captured for this batch size, else capture one.
+
+        TensorRT needs one uncaptured enqueue after a shape change (it finishes deferred work there), so
+        the first call for a batch size runs plain, synchronises, then captures; its outputs come from
+        that plain run. If capture fails, the runner says so and stays on plain execution."""
+        if self._graph is not None and self._graph_batch == n:
+            self._graph.launch()
+            return
+        if self._graph is not None:
+            self._graph.free()
+            self._graph, self._graph_batch = None, None
+        self._enqueue(n)
+        self.cuda.sync(self.stream)
+        try:
+            self._graph = self.cuda.graph_capture(self.stream, lambda: self._enqueue(n))
+            self._graph_batch = n
+        except FertrtError as exc:
+            self.use_graph = False
+            print(f"note: {self.path}: CUDA graph capture failed ({exc}); running without a CUDA graph", file=sys.stderr)
+
+    def close(self):
+        if self._graph is not None:
+            self._graph.free()
+            self._graph = None
 
     def infer_timed(self, batch) -> dict:
         """One inference with CUDA events around copy in, execute and copy out (ms, device-side)."""
@@ -258,12 +339,12 @@ class TrtRunner(Runner):
         s = self.cuda.stream_handle(self.stream)
         with self.lock:
             self.host[self.input_name][:n] = x
-            self.context.set_input_shape(self.input_name, x.shape)
+            self._set_batch(x)
             self.cuda.record(ev[0], self.stream)
             if not self.zero_copy:
                 self.cuda.htod_async(self.dev[self.input_name], self.host[self.input_name][:n], self.stream)
             self.cuda.record(ev[1], self.stream)
-            self.context.execute_async_v3(s)
+            _expect(self.context.execute_async_v3(s), "to enqueue the engine (execute_async_v3)")
             self.cuda.record(ev[2], self.stream)
             if not self.zero_copy:
                 for name in self.outputs:
@@ -287,12 +368,9 @@ class TrtRunner(Runner):
         self._check_profile(n)
         with self.lock:
             self.host[self.input_name][:n] = x
-            self.context.set_input_shape(self.input_name, x.shape)
+            self._set_batch(x)
             if self.use_graph:
-                if self._graph is None or self._graph_batch != n:
-                    self._graph = self.cuda.graph_capture(self.stream, lambda: self._enqueue(n))
-                    self._graph_batch = n
-                self._graph()
+                self._run_graph(n)
             else:
                 self._enqueue(n)
             self.cuda.sync(self.stream)

@@ -8,6 +8,7 @@ import pytest
 
 from fertrt.engine.compat import capabilities_of
 from fertrt.engine.device import parse_nv_tegra_release
+from fertrt.engine.doctor import TOLERANCES
 from fertrt.engine.plan import BuildOptions, GraphInfo, cache_key, make_plan, parse_batch, trtexec_command
 from fertrt.engine.sidecar import compatibility_problems
 from fertrt.errors import FertrtError
@@ -33,14 +34,18 @@ def fake_trt(version):
         flags["VERSION_COMPATIBLE"] = 1
         cfg["builder_optimization_level"] = 3
         cfg["hardware_compatibility_level"] = 0
-        mod["HardwareCompatibilityLevel"] = object
+        # the enum came in 8.6, its SAME_COMPUTE_CAPABILITY member only in 10.9 (checked on the real bindings in test_trt_api.py)
+        levels = {"NONE": 0, "AMPERE_PLUS": 1, **({"SAME_COMPUTE_CAPABILITY": 2} if (major, minor) >= (10, 9) else {})}
+        mod["HardwareCompatibilityLevel"] = SimpleNamespace(**levels)
+        mod["Runtime"] = SimpleNamespace(engine_host_code_allowed=1)
+    context = {"execute_async_v3": 1, "set_input_shape": 1, "set_tensor_address": 1} if (major, minor) >= (8, 5) else {"execute_async_v2": 1}
     return SimpleNamespace(BuilderFlag=SimpleNamespace(**flags), NetworkDefinitionCreationFlag=SimpleNamespace(**ncf),
                            IBuilderConfig=SimpleNamespace(**cfg),
                            ICudaEngine=SimpleNamespace(create_engine_inspector=1, num_io_tensors=1),
-                           IExecutionContext=SimpleNamespace(execute_async_v3=1), **mod)
+                           IExecutionContext=SimpleNamespace(**context), **mod)
 
 
-CAPS = {v: capabilities_of(fake_trt(v)) for v in ("8.5.2", "8.6.1", "10.3.0", "11.1.0")}
+CAPS = {v: capabilities_of(fake_trt(v)) for v in ("8.5.2", "8.6.1", "10.3.0", "10.9.0", "11.1.0")}
 FP32 = GraphInfo("input", ("batch", 3, 112, 112), "fp32", "a" * 64)
 FP16 = GraphInfo("input", ("batch", 3, 112, 112), "fp16", "b" * 64)
 QDQ = GraphInfo("input", ("batch", 3, 112, 112), "int8", "c" * 64)
@@ -76,7 +81,7 @@ def test_int8_plans():
         make_plan(BuildOptions(precision="int8"), CAPS["11.1.0"], FP32)
     assert make_plan(BuildOptions(precision="int8", calib_data="synth"), CAPS["11.1.0"], FP32).prequantize == "int8"
     legacy = make_plan(BuildOptions(precision="int8", legacy_int8=True, calib_cache="m.calib.cache"), CAPS["8.6.1"], FP32)
-    assert legacy.calibrator == {"data": None, "cache": "m.calib.cache", "size": 512} and "INT8" in legacy.builder_flags
+    assert legacy.calibrator == {"data": None, "cache": "m.calib.cache", "size": 512, "batch": 8} and "INT8" in legacy.builder_flags
     with pytest.raises(FertrtError, match=r"--legacy-int8.*not available on TensorRT 11.1.0; run `fertrt quantize --precision int8"):
         make_plan(BuildOptions(precision="int8", legacy_int8=True, calib_data="synth"), CAPS["11.1.0"], FP32)
     with pytest.raises(FertrtError, match="needs --calib-data SPEC or --calib-cache"):
@@ -175,7 +180,7 @@ def test_build_engine_without_tensorrt_validates_then_explains(tiny_onnx, tmp_pa
 
 # ---------------------------------------------------------------- with TensorRT and a GPU
 @pytest.mark.trt
-@pytest.mark.parametrize("precision,tol_agree", [("fp32", 1.0), ("fp16", 0.98), ("int8", 0.85)])
+@pytest.mark.parametrize("precision,tol_agree", list(TOLERANCES.items()))  # the tolerances `fertrt doctor` uses
 def test_trt_engine_matches_onnxruntime(tiny_onnx, tmp_path, precision, tol_agree):
     from fertrt.engine.commands import build
     from fertrt.export.compare import compare_models
@@ -222,3 +227,223 @@ def test_trt_runner_batch_outside_profile(tiny_onnx, tmp_path):
         assert r.infer(np.zeros((4, 3, 112, 112), np.float32)).shape == (4, 7)
         with pytest.raises(FertrtError, match="outside the engine's profile"):
             r.infer(np.zeros((5, 3, 112, 112), np.float32))
+
+
+# ---------------------------------------------------------------- issue 10: the eight defects (pure parts) and hardening
+def test_same_cc_needs_the_enum_member_not_just_the_enum():
+    """Defect 1: HardwareCompatibilityLevel exists from 8.6, SAME_COMPUTE_CAPABILITY only from 10.9."""
+    assert CAPS["10.3.0"].hardware_compat and "SAME_COMPUTE_CAPABILITY" not in CAPS["10.3.0"].hardware_compat_levels
+    with pytest.raises(FertrtError, match=r"same-cc.*not available on TensorRT 10.3.0; use ampere\+ \(same-cc needs TensorRT 10.9\+\)"):
+        make_plan(BuildOptions(hardware_compat="same-cc"), CAPS["10.3.0"], FP32)
+    assert make_plan(BuildOptions(hardware_compat="same-cc"), CAPS["10.9.0"], FP32).hardware_compat == "SAME_COMPUTE_CAPABILITY"
+    assert make_plan(BuildOptions(hardware_compat="ampere+"), CAPS["8.6.1"], FP32).hardware_compat == "AMPERE_PLUS"
+
+
+def test_version_compatible_engines_run_on_the_same_or_newer_tensorrt_only():
+    """Defect 2 (sidecar half; the engine_host_code_allowed half is in test_trt_api.py)."""
+    gpu = {"name": "Orin", "compute_capability": "8.7"}
+    side = {"tensorrt_version": "10.3.0", "gpu": gpu, "build_options": {"version_compatible": True}}
+    assert compatibility_problems(side, "10.3.0", gpu) == []
+    assert compatibility_problems(side, "10.13.0.35", gpu) == []  # newer: fine
+    older = compatibility_problems(side, "8.6.2", gpu)
+    assert len(older) == 1 and "older 8.6.2" in older[0] and "same or a newer TensorRT" in older[0]
+    assert compatibility_problems(side, "10.2.0", gpu)  # 10.2 < 10.3 (compared as numbers, not strings)
+
+
+def test_legacy_calibration_uses_the_opt_batch():
+    """Defect 3: the calibrator's batch is the OPT batch of the (calibration) profile."""
+    plan = make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=64),
+                     CAPS["10.3.0"], FP32)
+    assert plan.calibrator["batch"] == 32 and plan.profile["input"]["opt"][0] == 32
+    with pytest.raises(FertrtError, match="--calib-size 16: smaller than the calibration batch 32"):
+        make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=16), CAPS["10.3.0"], FP32)
+    static = GraphInfo("input", (4, 3, 112, 112), "fp32", "d" * 64)
+    assert make_plan(BuildOptions(precision="int8", legacy_int8=True, calib_cache="c"), CAPS["8.6.1"], static).calibrator["batch"] == 4
+
+
+def test_tensorrt_older_than_8_5_gets_one_message():
+    """Defect 8: 8.4 (JetPack 5.0 apt) lacks the tensor API; one message naming the minimum."""
+    from fertrt.engine.compat import require_supported
+
+    caps = capabilities_of(fake_trt("8.4.1"))
+    assert not caps.tensor_api
+    with pytest.raises(FertrtError, match=r"TensorRT 8.4.1 is too old for fertrt: it needs TensorRT 8.5 or newer \(JetPack 5.1\+"):
+        require_supported(caps)
+    assert require_supported(CAPS["8.5.2"]) is CAPS["8.5.2"]
+
+
+def test_calibration_cache_header_names_the_reading_tensorrt(tmp_path, monkeypatch):
+    """Defect 6: the header tag is the TensorRT that will read the cache; bad --trt-version is a clear error."""
+    from fertrt.engine.commands import check_calib_cache_version
+    from fertrt.export import trt_calib_cache as tcc
+    from fertrt.export.quantize import write_trt_calibration_cache as reexported
+
+    assert reexported is tcc.write_trt_calibration_cache  # still importable from export.quantize
+    assert [tcc.trt_version_tag(v) for v in ("8.5.2", "8.6.2", "10.3.0", "10.13.0.35", "8.6.1.6", 8601, "100300")] == \
+        [8502, 8602, 100300, 101300, 8601, 8601, 100300]
+    for bad in ("-1", "garbage", "7.1.3", "", "10.x", "123"):
+        with pytest.raises(FertrtError, match="--trt-version"):
+            tcc.parse_trt_version(bad)
+    # named version wins; else the installed one; else the fallback, said out loud
+    path = tmp_path / "m.calib.cache"
+    tcc.write_trt_calibration_cache({"input": 127.0}, path, "10.3.0", log=lambda *a: None)
+    assert path.read_text().splitlines()[0] == "TRT-100300-EntropyCalibration2"
+    monkeypatch.setattr(tcc, "installed_trt_version", lambda: "8.6.2.3")
+    tcc.write_trt_calibration_cache({"input": 127.0}, path, None, log=lambda *a: None)
+    assert path.read_text().splitlines()[0] == "TRT-8602-EntropyCalibration2"
+    monkeypatch.setattr(tcc, "installed_trt_version", lambda: None)
+    notes = []
+    tcc.write_trt_calibration_cache({"input": 127.0}, path, None, log=notes.append)
+    assert path.read_text().splitlines()[0] == "TRT-8601-EntropyCalibration2" and "pass --trt-version" in notes[0]
+    # build-engine --legacy-int8 --calib-cache compares the header with the installed TensorRT
+    assert check_calib_cache_version(path, "8.6.1", has_data=False) is None
+    with pytest.raises(FertrtError, match=r"TensorRT ignores such a cache and calibrates again, which needs --calib-data.*--trt-version 10.3.0"):
+        check_calib_cache_version(path, "10.3.0", has_data=False)
+    assert "calibrates again" in check_calib_cache_version(path, "10.3.0", has_data=True)
+
+
+def test_quantize_rejects_a_bad_trt_version(capsys):
+    from fertrt.cli import main
+
+    for bad in ("-1", "garbage"):
+        with pytest.raises(SystemExit) as exc:
+            main(["quantize", "m.onnx", f"--trt-version={bad}"])
+        assert exc.value.code == 2 and "--trt-version" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def doctor_onnx(tmp_path_factory):
+    """The doctor's tiny fertrt model: valid ONNX with fertrt metadata, made in milliseconds without torch."""
+    pytest.importorskip("onnx")
+    from fertrt.engine.doctor import make_tiny_onnx
+
+    return make_tiny_onnx(tmp_path_factory.mktemp("doctor") / "tiny.onnx")
+
+
+def _cli(capsys, *argv):
+    from fertrt.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own range types exit 2 with a usage line
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("option,value", [("--workspace", "0"), ("--builder-opt-level", "6"), ("--builder-opt-level", "-1"),
+                                          ("--dla-core", "-1"), ("--calib-size", "0"), ("--batch", "0,1,2"), ("--batch", "4,2,8")])
+def test_build_engine_range_checks(doctor_onnx, tmp_path, capsys, option, value):
+    code, _, err = _cli(capsys, "build-engine", str(doctor_onnx), "-o", str(tmp_path / "m.engine"), f"{option}={value}")
+    assert code == 2 and option in err and "expected" in err and "Traceback" not in err, err
+
+
+def test_build_options_range_checks_without_argparse():
+    """The same ranges hold for callers of the Python API (BuildOptions -> make_plan / options_from_args)."""
+    from fertrt.engine.commands import options_from_args
+
+    base = dict(precision="fp32", batch=None, workspace=None, builder_opt_level=None, timing_cache=None, dla_core=None,
+                gpu_fallback=False, version_compatible=False, hardware_compat=None, legacy_int8=False, calib_data=None,
+                calib_cache=None, calib_size=512, weakly_typed=False, verbose=False)
+    for key, value, expected in (("workspace", 0, "--workspace 0"), ("builder_opt_level", 6, "expected 0..5"),
+                                 ("dla_core", -1, "--dla-core -1"), ("calib_size", 0, "--calib-size 0")):
+        with pytest.raises(FertrtError, match=expected):
+            options_from_args(SimpleNamespace(**{**base, key: value}))
+    with pytest.raises(FertrtError, match="--dla-core -2"):
+        make_plan(BuildOptions(dla_core=-2), CAPS["10.3.0"], FP32, num_dla_cores=2)
+    with pytest.raises(FertrtError, match="--batch 2,1,4"):
+        make_plan(BuildOptions(batch=(2, 1, 4)), CAPS["10.3.0"], FP32)
+    with pytest.raises(FertrtError, match="--calib-size 0"):
+        make_plan(BuildOptions(precision="int8", legacy_int8=True, calib_cache="c", calib_size=0), CAPS["8.6.1"], FP32)
+
+
+def test_build_engine_never_writes_over_its_input(doctor_onnx, tmp_path, capsys):
+    for option in ("-o", "--timing-cache", "--calib-cache"):
+        extra = [] if option == "-o" else ["-o", str(tmp_path / "m.engine")]
+        code, _, err = _cli(capsys, "build-engine", str(doctor_onnx), *extra, option, str(doctor_onnx))
+        assert code == 2 and f"{option} {doctor_onnx}: is the input ONNX itself" in err, err
+    assert doctor_onnx.stat().st_size > 100
+
+
+@pytest.mark.parametrize("sidecar,expected", [
+    (None, "no sidecar m.engine.json beside it"),
+    ("{not json", "m.engine.json: not valid JSON"),
+    ("[1, 2]", "not a fertrt engine sidecar"),
+    ('{"format": "other"}', "not a fertrt engine sidecar (format 'other'"),
+    ('{"format": "fertrt-engine-1", "tensorrt_version": "10.3.0", "gpu": "Orin", "class_names": ["a"], "preprocess": {}, '
+     '"precision": {}, "build_options": {}}', "'gpu' is str, expected dict"),
+    ('{"format": "fertrt-engine-1", "tensorrt_version": "10.3.0", "gpu": {}, "class_names": 7, "preprocess": {}, '
+     '"precision": {}, "build_options": {}}', "'class_names' is int, expected list"),
+    ('{"format": "fertrt-engine-1", "tensorrt_version": "10.3.0", "gpu": {}, "class_names": ["a"], "preprocess": {}, '
+     '"precision": {}, "build_options": {}, "jetson": {"l4t": 35}}', "'jetson.l4t' must be a string"),
+    ('{"format": "fertrt-engine-1"}', "'tensorrt_version' is missing"),
+])
+def test_inspect_engine_bad_sidecars_are_clear_errors(tmp_path, capsys, sidecar, expected):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really an engine")
+    if sidecar is not None:
+        (tmp_path / "m.engine.json").write_text(sidecar)
+    code, _, err = _cli(capsys, "inspect-engine", str(engine))
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    if sidecar is not None:
+        assert "m.engine.json" in err
+
+
+def test_inspect_engine_missing_engine(tmp_path, capsys):
+    code, _, err = _cli(capsys, "inspect-engine", str(tmp_path / "absent.engine"))
+    assert code == 2 and "absent.engine: no such file" in err
+
+
+def test_inspect_engine_escapes_sidecar_strings(tmp_path, capsys):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    side = {"format": "fertrt-engine-1", "tensorrt_version": "10.3.0\x1b[2J", "gpu": {"name": "Orin\x1b]0;pwned\x07"},
+            "class_names": ["happy\u202e"], "preprocess": {}, "precision": {}, "build_options": {}, "model_name": "m"}
+    (tmp_path / "m.engine.json").write_text(__import__("json").dumps(side))
+    code, out, _ = _cli(capsys, "inspect-engine", str(engine))
+    assert "\x1b" not in out and "\u202e" not in out and "\\x1b" in out and code in (0, 1)
+
+
+def test_doctor_without_tensorrt(tmp_path, capsys):
+    """`fertrt doctor` here: runs what can run, says what is missing and how to install it, exits 1."""
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here; the GPU side is tested by test_trt_doctor_engine_paths")
+    except ImportError:
+        pass
+    pytest.importorskip("onnx")
+    out = tmp_path / "doc"
+    code, stdout, _ = _cli(capsys, "doctor", "-o", str(out), "--seconds", "0.05")
+    assert code == 1
+    report = __import__("json").loads((out / "doctor.json").read_text())
+    status = {c["name"]: c for c in report["checks"]}
+    assert status["tensorrt"]["status"] == "fail" and "pip install tensorrt" in status["tensorrt"]["detail"]
+    assert "JetPack ships TensorRT" in status["tensorrt"]["detail"]
+    assert status["tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX"]["status"] == "pass"
+    fp16 = status["ONNX Runtime CPU: fp16 graph vs fp32"]
+    assert fp16["status"] == "pass" and fp16["figures"]["agreement"] >= 0.98 and fp16["figures"]["max_abs_diff"] < 1e-2
+    assert status["TensorRT engines (build, run, compare, time)"]["status"] == "n/a"
+    assert report["failed"] == 1 and "| tensorrt | fail |" in (out / "doctor.md").read_text()
+    assert "fail  tensorrt: missing." in stdout
+    code, _, err = _cli(capsys, "doctor", "-o", str(out))
+    assert code == 2 and "pass --force" in err  # an existing report is replaced only with --force
+
+
+def test_doctor_engine_paths_per_version():
+    from fertrt.engine.doctor import engine_paths
+
+    labels = {v: [p.label for p in engine_paths(CAPS[v], n_dla=2 if v == "10.3.0" else 0)] for v in CAPS}
+    assert "int8 legacy calibrator (fertrt cache)" in labels["8.6.1"] and "fp16 strongly typed (FP16 graph)" not in labels["8.6.1"]
+    assert {"fp16 strongly typed (FP16 graph)", "fp16 weakly typed (builder flag)", "fp16 on DLA 0 (+GPU fallback)"} <= set(labels["10.3.0"])
+    assert labels["11.1.0"] == ["fp32", "fp16 strongly typed (FP16 graph)", "int8 strongly typed (Q/DQ graph)"]
+
+
+@pytest.mark.trt
+def test_trt_doctor_engine_paths(tmp_path):
+    """On a GPU host: every engine path the doctor knows builds, runs in every mode and agrees with ONNX Runtime."""
+    from fertrt.engine.doctor import run_doctor
+
+    report = run_doctor(tmp_path, seconds=0.2)
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert not failed, failed
+    assert any(c["name"].startswith("build int8") and c["status"] == "pass" for c in report["checks"])
