@@ -1,10 +1,19 @@
-"""`fertrt quantize`: FP16 and calibrated INT8 (explicit Q/DQ) ONNX models, checked on ONNX Runtime.
+"""`fertrt quantize`: FP16 and calibrated INT8 (explicit Q/DQ) ONNX models, laid out for the backend
+that runs them, checked on ONNX Runtime.
 
-FP16: our own pass (export/fp16.py) with FP32 inputs/outputs and a keep-in-FP32 list of the
-numerically sensitive ops. INT8: onnxruntime's quantize_static in QDQ format with symmetric INT8
-activations, per-channel symmetric INT8 weights and FP32 biases, Q/DQ on the inputs of Conv,
-MatMul and Gemm (where TensorRT fuses them). Both graphs build as strongly typed TensorRT networks.
-Calibration ranges are cached by (model hash, data spec, method, size, percentile, seed).
+INT8 `--target tensorrt` (default): NVIDIA ModelOpt's ONNX PTQ (export/modelopt_int8.py) places
+Q/DQ the way TensorRT's guide asks (weighted-op inputs, residual Adds; nothing after Conv outputs),
+per-channel symmetric weights, per-tensor symmetric activations, and FP16 for the rest of the
+graph (`--int8-fp32-rest` keeps it FP32). INT8 `--target onnxruntime`: onnxruntime's
+quantize_static in QDQ format with symmetric INT8 activations, per-channel symmetric INT8 weights
+and FP32 biases, Q/DQ on the inputs of Conv, MatMul and Gemm; ORT's CPU kernels fuse the Q/DQ it
+also puts around Conv outputs, so this is the layout for ONNX Runtime on CPU.
+Both targets take their activation ranges from one calibration (ORT's calibrators on CPU), cached
+by (model hash, data spec and a fingerprint of its files, method, size, percentile, seed, the set of
+tensors calibrated); the output's metadata records the target. FP16: see quantize_fp16.
+
+ORT and ModelOpt write scratch files beside the model they read (ORT's `*-inferred.onnx`, which it
+then deletes), so they only ever read a copy inside a private temporary directory.
 """
 from __future__ import annotations
 
@@ -14,7 +23,6 @@ import io
 import logging
 import json
 import os
-import struct
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, check_output, require_file, sha256_file, write_text_atomic
+from fertrt.fileio import atomic_path, check_output, output_lock, require_file, sha256_file
 
-from .metadata import get_metadata, set_metadata
+from .metadata import set_metadata
+from .quantize_checks import calibration_fingerprint, check_int8_options, load_calibration_npy, source_metadata
+from .targets import TARGETS
 
 # Ops kept in FP32 by default: softmax and the reductions around attention/pooling, L2 norms.
 # (BatchNorm statistics are folded into the convolutions at export, so none remain.)
@@ -63,6 +73,21 @@ def load_onnx(path):
     return model
 
 
+def load_source(path):
+    """(model, metadata) of an FP32 graph from fertrt export, both checked."""
+    model = load_onnx(path)
+    return model, source_metadata(model, path)
+
+
+def _private_copy(model, folder) -> Path:
+    """The model saved inside our private folder, for tools that write scratch files beside their input."""
+    import onnx
+
+    path = Path(folder) / "model.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
 def _finish(model, src_meta: dict, src_path, precision: str, output, extra: dict, force: bool):
     import onnx
 
@@ -72,23 +97,31 @@ def _finish(model, src_meta: dict, src_path, precision: str, output, extra: dict
     meta.update({"precision": precision, "derived_from_sha256": sha256_file(src_path), **extra})
     set_metadata(model, meta)
     output = Path(output)
-    with atomic_path(output, overwrite=force or not output.exists()) as tmp:
+    with atomic_path(output, overwrite=force or not output.exists(), inputs=(src_path,), option="-o/--output") as tmp:
         onnx.save(model, str(tmp))
     return output
 
 
 def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=False, log=print) -> Path:
+    """FP16 weights and activations, FP32 I/O, by ModelOpt's AutoCast (export/fp16.py)."""
     from .fp16 import convert_to_fp16
+    from .modelopt_int8 import require_modelopt
 
-    model = load_onnx(src)
-    meta = get_metadata(model)
-    check_output(output, overwrite=force)
+    model, meta = load_source(src)
+    output = check_output(output, overwrite=force, inputs=(src,), option="-o/--output")
     names = {n.name for n in model.graph.node}
     unknown = [k for k in keep_nodes if k not in names]
     if unknown:
         raise FertrtError(f"--exclude {', '.join(unknown)}: no node of that name in {src}")
-    converted = convert_to_fp16(model, keep_ops=keep_ops, keep_nodes=keep_nodes)
-    out = _finish(converted, meta, src, "fp16", output, {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}, force)
+    require_modelopt("--precision fp16 (ModelOpt's AutoCast)")
+    with output_lock(output, "quantized model"):
+        with tempfile.TemporaryDirectory(prefix="fertrt-fp16-") as tmp:
+            try:
+                converted = convert_to_fp16(_private_copy(model, tmp), keep_ops=keep_ops, keep_nodes=keep_nodes)
+            except Exception as exc:  # noqa: BLE001 - AutoCast raises assorted types on graphs it cannot type
+                raise FertrtError(f"{src}: ModelOpt's AutoCast could not convert it to FP16 ({exc.__class__.__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+        out = _finish(converted, meta, src, "fp16", output, {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}, force)
     log(f"wrote {out} (FP16 weights and activations, FP32 I/O; kept in FP32: {', '.join(keep_ops) or 'nothing'})")
     return out
 
@@ -102,13 +135,7 @@ def calibration_array(calib: str, meta: dict, size: int, seed: int = 0, log=prin
     pre = PreprocessConfig.from_dict(meta["preprocess"])
     want = (pre.channels, *pre.input_size)
     if calib.endswith(".npy"):
-        require_file(calib, "a .npy array of preprocessed calibration inputs")
-        arr = np.load(calib)
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != want:
-            raise FertrtError(f"{calib}: calibration array has shape {tuple(arr.shape)}; the model expects N x {want[0]} x {want[1]} x {want[2]}")
-        if len(arr) == 0:
-            raise FertrtError(f"{calib}: the calibration set is empty")
-        return arr[:size].astype(np.float32)
+        return load_calibration_npy(calib, want, size)
     from fertrt.train.data import load_data
 
     data = load_data(calib, image_size=pre.input_size[0], seed=seed, splits=("train",))
@@ -157,16 +184,21 @@ class Int8Options:
     method: str = "entropy"
     percentile: float = 99.99
     exclude: tuple = ()  # node names or op types kept in higher precision
-    quantize_add: bool = False  # Q/DQ on residual Adds too
+    quantize_add: bool = False  # onnxruntime target: Q/DQ on residual Adds too
     keep_classifier: bool = False
     seed: int = 0
     cache_dir: Path | None = None
     trt_cache: str | None = None  # path of the TensorRT calibration cache to write (default: OUTPUT.calib.cache)
-    trt_version: int = 8601
+    trt_version: str | int | None = None  # TensorRT that reads the calibration cache; None: the installed one
+    target: str = "tensorrt"  # the backend the Q/DQ layout is for: tensorrt (ModelOpt) or onnxruntime (quantize_static)
+    fp32_rest: bool = False  # tensorrt target: keep what is not quantized in FP32 (default FP16)
+    scales_from: str | None = None  # tensorrt target: take activation scales from this TensorRT calibration cache
 
 
-def calibration_key(model_sha: str, calib: str, method: str, size: int, percentile: float, seed: int, calib_sha: str | None = None) -> str:
-    blob = json.dumps([model_sha, calib, calib_sha, method, size, percentile if method == "percentile" else None, seed])
+def calibration_key(model_sha: str, calib: str, method: str, size: int, percentile: float, seed: int, calib_sha: str | None = None,
+                    tensors=None) -> str:
+    blob = json.dumps([model_sha, calib, calib_sha, method, size, percentile if method == "percentile" else None, seed,
+                       sorted(tensors) if tensors else None])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -176,19 +208,52 @@ def _ort_method(method):
     return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
 
 
+def _check_opts(opts: Int8Options):
+    if opts.target not in TARGETS:
+        raise FertrtError(f"--target {opts.target!r}: expected one of {', '.join(TARGETS)}")
+    if opts.method not in CALIB_METHODS:
+        raise FertrtError(f"--calib-method {opts.method!r}: expected one of {', '.join(CALIB_METHODS)}")
+    check_int8_options(opts.calib_size, opts.method, opts.percentile)
+    if opts.target == "tensorrt" and opts.quantize_add:
+        raise FertrtError("--quantize-add is for --target onnxruntime; the tensorrt layout already puts Q/DQ on the residual "
+                          "input of Conv->Add (NVIDIA's placement rules)")
+    if opts.scales_from and opts.target != "tensorrt":
+        raise FertrtError("--calib-cache (scales from a TensorRT calibration cache) needs --target tensorrt")
+
+
+def _split_exclude(model, opts: Int8Options) -> tuple[list[str], list[str]]:
+    """--exclude entries -> (op types, node names); FertrtError on names that are neither."""
+    op_types = {n.op_type for n in model.graph.node}
+    names = {n.name for n in model.graph.node}
+    unknown = [e for e in opts.exclude if e not in names and e not in op_types]
+    if unknown:
+        raise FertrtError(f"--exclude {', '.join(unknown)}: no node or op type of that name in the model")
+    return [e for e in opts.exclude if e in op_types and e not in names], [e for e in opts.exclude if e in names]
+
+
+def classifier_nodes(model) -> list[str]:
+    """The Gemm/MatMul nodes that write a graph output (the classifier head)."""
+    outputs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul") and set(n.output) & outputs]
+
+
 def quantizable_nodes(model, opts: Int8Options) -> tuple[list[str], list[str]]:
     """(op types to quantize, node names to exclude) from the options."""
     ops = list(QUANT_OPS) + (["Add"] if opts.quantize_add else [])
-    excl_ops = {e for e in opts.exclude if e in {n.op_type for n in model.graph.node}}
-    names = {n.name for n in model.graph.node}
-    unknown = [e for e in opts.exclude if e not in names and e not in excl_ops]
-    if unknown:
-        raise FertrtError(f"--exclude {', '.join(unknown)}: no node or op type of that name in the model")
-    exclude = [n.name for n in model.graph.node if n.name in opts.exclude or n.op_type in excl_ops]
+    excl_ops, excl_names = _split_exclude(model, opts)
+    exclude = [n.name for n in model.graph.node if n.name in excl_names or n.op_type in excl_ops]
     if opts.keep_classifier:
-        outputs = {o.name for o in model.graph.output}
-        exclude += [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul") and set(n.output) & outputs]
+        exclude += [n for n in classifier_nodes(model) if n not in exclude]
     return ops, exclude
+
+
+def calibrated_op_types(opts: Int8Options) -> list[str]:
+    """Op types whose tensors the calibration covers: those the target's quantizer may place Q/DQ on."""
+    if opts.target == "tensorrt":
+        from .modelopt_int8 import MODELOPT_INT8_OPS
+
+        return list(MODELOPT_INT8_OPS)
+    return list(QUANT_OPS) + (["Add"] if opts.quantize_add else [])
 
 
 def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
@@ -196,31 +261,34 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
     from onnxruntime.quantization import create_calibrator
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    if opts.method not in CALIB_METHODS:
-        raise FertrtError(f"--calib-method {opts.method!r}: expected one of {', '.join(CALIB_METHODS)}")
+    _check_opts(opts)
     if not opts.calib:
         raise FertrtError("INT8 needs calibration data: --calib-data SPEC (e.g. synth) or a preprocessed .npy array")
-    calib_sha = sha256_file(opts.calib) if opts.calib.endswith(".npy") and Path(opts.calib).is_file() else None
-    key = calibration_key(sha256_file(src), opts.calib, opts.method, opts.calib_size, opts.percentile, opts.seed, calib_sha)
+    ops = calibrated_op_types(opts)
+    key = calibration_key(sha256_file(src), opts.calib, opts.method, opts.calib_size, opts.percentile, opts.seed,
+                          calibration_fingerprint(opts.calib), tensors=ops)
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     cache = cache_dir / f"{key}.json"
     if cache.is_file():
+        read_ranges(cache)  # a damaged cache is an error naming it, not a crash inside the quantizer
         log(f"calibration cache hit: {cache}")
         return cache
     x = calibration_array(opts.calib, meta, opts.calib_size, opts.seed, log=log)
-    ops, _ = quantizable_nodes(model, opts)
     t0 = time.perf_counter()
     extra = {"symmetric": True}
     if opts.method == "percentile":
         extra["percentile"] = opts.percentile
     with tempfile.TemporaryDirectory(prefix="fertrt-calib-") as tmp:
-        calibrator = create_calibrator(Path(src), ops, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+        calibrator = create_calibrator(_private_copy(model, tmp), ops, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_ort_method(opts.method), extra_options=extra)
         with _quiet_ort():
             calibrator.collect_data(_Reader(x, model.graph.input[0].name, desc=f"calibrating ({opts.method})"))
             ranges = calibrator.compute_data()
         del calibrator
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FertrtError(f"--cache-dir {cache_dir}: cannot create it ({exc.strerror or exc})") from exc
     with atomic_path(cache) as tmp:
         save_tensors_data(ranges, tmp)
     log(f"calibrated {len(x)} images with {opts.method} in {time.perf_counter() - t0:.1f}s; ranges cached in {cache}")
@@ -228,84 +296,163 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
 
 
 def read_ranges(cache_path) -> dict[str, float]:
-    """Calibration cache -> {tensor name: amax} (symmetric absolute range)."""
+    """Calibration cache -> {tensor name: amax} (symmetric absolute range); FertrtError naming a damaged file."""
     from onnxruntime.quantization.calibrate import load_tensors_data
 
-    data = load_tensors_data(cache_path)
-    out = {}
-    for name, td in data.data.items():
-        lo, hi = td.range_value
-        out[name] = float(max(abs(float(np.asarray(lo).max())), abs(float(np.asarray(hi).max()))))
+    try:
+        data = load_tensors_data(cache_path)
+        out = {}
+        for name, td in data.data.items():
+            lo, hi = td.range_value
+            out[name] = float(max(abs(float(np.asarray(lo).max())), abs(float(np.asarray(hi).max()))))
+    except Exception as exc:  # noqa: BLE001 - json, KeyError, TypeError, ValueError from a damaged file
+        raise FertrtError(f"{cache_path}: damaged calibration range cache ({exc.__class__.__name__}: {str(exc)[:100]}); "
+                          "delete it and fertrt calibrates again") from exc
+    bad = [n for n, v in out.items() if not np.isfinite(v)]
+    if not out or bad:
+        raise FertrtError(f"{cache_path}: damaged calibration range cache ({'no ranges' if not out else 'non-finite range for ' + bad[0]}); "
+                          "delete it and fertrt calibrates again")
     return out
 
 
-def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_to_quantize=None) -> Path:
-    """Q/DQ INT8 model from `src`; also writes TensorRT's calibration cache beside it."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+def ranges_from_trt_cache(path) -> dict[str, float]:
+    """{tensor: amax} from a TensorRT text calibration cache (scale = amax / 127)."""
+    from .trt_calib_cache import parse_trt_calibration_cache
 
-    model = load_onnx(src)
-    meta = get_metadata(model)
-    check_output(output, overwrite=force)
-    cache = calibrate(src, model, meta, opts, log=log)
+    require_file(path, "a TensorRT calibration cache")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        _, scales = parse_trt_calibration_cache(text)
+    except (FertrtError, UnicodeDecodeError) as exc:
+        raise FertrtError(f"--calib-cache {path}: {exc}") from exc
+    bad = [n for n, s in scales.items() if not (np.isfinite(s) and s > 0)]
+    if not scales or bad:
+        raise FertrtError(f"--calib-cache {path}: {'no scales' if not scales else 'scale of ' + bad[0] + ' is not a positive number'}")
+    return {n: s * 127.0 for n, s in scales.items()}
+
+
+def _quantize_ort(copy: Path, tmp: Path, model, opts: Int8Options, cache: Path, nodes_to_quantize):
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    import onnx
+
     ops, exclude = quantizable_nodes(model, opts)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-    with tempfile.TemporaryDirectory(prefix="fertrt-q-") as tmp, _quiet_ort():
-        tmp_out = Path(tmp) / "int8.onnx"
-        quantize_static(str(src), str(tmp_out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+    tmp_out = Path(tmp) / "int8.onnx"
+    with _quiet_ort():
+        quantize_static(str(copy), str(tmp_out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=exclude, calibrate_method=_ort_method(opts.method),
                         extra_options=extra, calibration_cache_path=str(cache))
-        import onnx
+    return onnx.load(str(tmp_out)), exclude, ops
 
-        qmodel = onnx.load(str(tmp_out))
-    n_q = sum(1 for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
-    calib_meta = {"method": opts.method, "size": opts.calib_size, "data": opts.calib, "seed": opts.seed,
-                  "percentile": opts.percentile if opts.method == "percentile" else None, "range_cache": str(cache),
-                  "excluded_nodes": exclude, "quantized_op_types": ops}
-    out = _finish(qmodel, meta, src, "int8", output, {"calibration": calib_meta}, force)
+
+def _modelopt_job(copy: Path, out: Path, scales: Path, model, opts: Int8Options, nodes_to_quantize=None) -> dict:
+    excl_ops, excl_names = _split_exclude(model, opts)
+    if opts.keep_classifier:
+        excl_names += [n for n in classifier_nodes(model) if n not in excl_names]
+    return {"src": str(copy), "out": str(out), "calib_npy": None, "trt_cache": str(scales), "nodes_to_exclude": excl_names,
+            "op_types_to_exclude": excl_ops, "nodes_to_quantize": nodes_to_quantize,
+            "high_precision": "fp32" if opts.fp32_rest else "fp16"}
+
+
+def _write_scales(ranges: dict[str, float], path: Path) -> Path:
+    """Our ranges as the TensorRT text cache ModelOpt reads its activation scales from (private copy)."""
+    from .trt_calib_cache import format_trt_calibration_cache
+
+    path.write_text(format_trt_calibration_cache(ranges, 8601))
+    return path
+
+
+def int8_ranges(src, model, meta, opts: Int8Options, log=print) -> tuple[dict[str, float], Path | None]:
+    """({tensor: amax}, range cache file or None) from --calib-cache or from our calibration."""
+    if opts.scales_from:
+        return ranges_from_trt_cache(opts.scales_from), None
+    cache = calibrate(src, model, meta, opts, log=log)
+    return read_ranges(cache), cache
+
+
+def quantize_int8_variants(src, variants: list[tuple[Path, list[str]]], opts: Int8Options, log=print) -> list[Path]:
+    """Several INT8 models of one source, each quantizing only the listed nodes (sensitivity's per-layer
+    models); calibrated once, and for the tensorrt target made by one ModelOpt process."""
+    if opts.target == "onnxruntime":
+        return [quantize_int8(src, out, opts, force=True, log=lambda *_: None, nodes_to_quantize=nodes) for out, nodes in variants]
+    import onnx
+
+    from .modelopt_int8 import require_modelopt, run_jobs
+
+    _check_opts(opts)
+    require_modelopt("--target tensorrt")
+    model, meta = load_source(src)
+    ranges, cache = int8_ranges(src, model, meta, opts, log=log)
+    with tempfile.TemporaryDirectory(prefix="fertrt-q-") as tmp:
+        tmp = Path(tmp)
+        copy, scales = _private_copy(model, tmp), _write_scales(ranges, tmp / "scales.cache")
+        jobs = [_modelopt_job(copy, tmp / f"v{k}.onnx", scales, model, opts, nodes) for k, (_, nodes) in enumerate(variants)]
+        results = run_jobs(jobs, tmp, log=log)
+        outs = []
+        for k, ((out, nodes), res) in enumerate(zip(variants, results)):
+            if not res["ok"]:
+                raise FertrtError(f"{src}: ModelOpt could not quantize {', '.join(nodes)} ({res['error']})")
+            meta_extra = {"calibration": {"method": opts.method, "nodes_to_quantize": nodes}, "quantize_target": opts.target}
+            outs.append(_finish(onnx.load(str(tmp / f"v{k}.onnx")), meta, src, "int8", out, meta_extra, True))
+    return outs
+
+
+def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_to_quantize=None) -> Path:
+    """Q/DQ INT8 model from `src` laid out for opts.target; also writes TensorRT's calibration cache
+    beside it (for --legacy-int8 on TensorRT 8.x), unless only some nodes are quantized."""
+    import onnx
+
+    _check_opts(opts)
+    if opts.target == "tensorrt":
+        from .modelopt_int8 import require_modelopt, run_jobs
+
+        require_modelopt("--target tensorrt")
+    src = Path(src)
+    model, meta = load_source(src)
+    output = check_output(output, overwrite=force, inputs=(src,), option="-o/--output")
+    trt_path = None
     if nodes_to_quantize is None:
-        trt_path = Path(opts.trt_cache) if opts.trt_cache else Path(str(out) + ".calib.cache")
-        write_trt_calibration_cache(read_ranges(cache), trt_path, opts.trt_version)
-        log(f"wrote {out} (INT8 Q/DQ: {n_q} quantize nodes, {len(exclude)} nodes kept in FP32) and TensorRT calibration cache {trt_path}")
+        trt_path = Path(opts.trt_cache) if opts.trt_cache else Path(str(output) + ".calib.cache")
+        check_output(trt_path, overwrite=force, inputs=(src, output) + ((opts.scales_from,) if opts.scales_from else ()),
+                     option="--trt-cache")
+    elif not opts.calib and not opts.scales_from:
+        raise FertrtError("INT8 needs calibration data: --calib-data SPEC (e.g. synth) or a preprocessed .npy array")
+    with output_lock(output, "quantized model"):
+        t0 = time.perf_counter()
+        ranges, cache = int8_ranges(src, model, meta, opts, log=log)
+        with tempfile.TemporaryDirectory(prefix="fertrt-q-") as tmp:
+            tmp = Path(tmp)
+            copy = _private_copy(model, tmp)
+            if opts.target == "onnxruntime":
+                qmodel, exclude, ops = _quantize_ort(copy, tmp, model, opts, cache, nodes_to_quantize)
+            else:
+                job = _modelopt_job(copy, tmp / "int8.onnx", _write_scales(ranges, tmp / "scales.cache"), model, opts, nodes_to_quantize)
+                [res] = run_jobs([job], tmp, log=log)
+                if not res["ok"]:
+                    raise FertrtError(f"{src}: ModelOpt could not quantize it ({res['error']}); --target onnxruntime still works")
+                qmodel = onnx.load(str(tmp / "int8.onnx"))
+                exclude, ops = job["nodes_to_exclude"] + job["op_types_to_exclude"], "ModelOpt INT8 placement"
+        seconds = time.perf_counter() - t0
+        n_q = sum(1 for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
+        calib_meta = {"method": opts.method, "size": opts.calib_size, "data": opts.calib, "seed": opts.seed,
+                      "percentile": opts.percentile if opts.method == "percentile" else None,
+                      "range_cache": str(cache) if cache else None, "scales_from": opts.scales_from,
+                      "excluded_nodes": exclude, "quantized_op_types": ops, "seconds": round(seconds, 2)}
+        extra = {"calibration": calib_meta, "quantize_target": opts.target}
+        if opts.target == "tensorrt":
+            extra["int8_rest_precision"] = "fp32" if opts.fp32_rest else "fp16"
+        out = _finish(qmodel, meta, src, "int8", output, extra, force)
+        if trt_path is not None:
+            from .trt_calib_cache import write_trt_calibration_cache
+
+            write_trt_calibration_cache(ranges, trt_path, opts.trt_version, log=log)
+            log(f"wrote {out} (INT8 Q/DQ for {opts.target}: {n_q} quantize nodes, {len(exclude)} nodes/op types kept out) "
+                f"and TensorRT calibration cache {trt_path}")
     return out
 
 
 # ---------------------------------------------------------------- TensorRT's calibration cache
-def trt_version_tag(version: str | int) -> int:
-    """'8.6.1' -> 8601, '10.3.0' -> 100300 (how TensorRT writes its version into cache headers)."""
-    if isinstance(version, int):
-        return version
-    parts = [int(p) for p in str(version).split(".")[:3]] + [0, 0]
-    major, minor, patch = parts[:3]
-    return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
-
-
-def format_trt_calibration_cache(ranges: dict[str, float], version_tag: int) -> str:
-    """TensorRT's text cache: a `TRT-<version>-EntropyCalibration2` header, then one
-    `tensor: <hex of the big-endian float32 scale>` line per tensor, scale = amax / 127.
-
-    Untested against a real TensorRT here (none installs on CPU machines); the `trt` tests
-    round-trip it through IInt8EntropyCalibrator2.read_calibration_cache on a GPU host."""
-    lines = [f"TRT-{version_tag}-EntropyCalibration2"]
-    for name, amax in ranges.items():
-        scale = max(float(amax), 1e-12) / 127.0
-        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
-    return "\n".join(lines) + "\n"
-
-
-def write_trt_calibration_cache(ranges, path, version_tag=8601) -> Path:
-    return write_text_atomic(path, format_trt_calibration_cache(ranges, trt_version_tag(version_tag)))
-
-
-def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
-    """-> (header, {tensor: scale}). Raises FertrtError on a malformed cache."""
-    lines = [l for l in text.splitlines() if l.strip()]
-    if not lines or not lines[0].startswith("TRT-"):
-        raise FertrtError("not a TensorRT calibration cache (expected a first line like TRT-8601-EntropyCalibration2)")
-    scales = {}
-    for l in lines[1:]:
-        name, sep, hexval = l.rpartition(": ")
-        if not sep or len(hexval.strip()) != 8:
-            raise FertrtError(f"malformed calibration cache line {l!r} (expected 'tensor: 8 hex digits')")
-        scales[name] = struct.unpack(">f", bytes.fromhex(hexval.strip()))[0]
-    return lines[0], scales
+# (kept importable from here; the format lives in trt_calib_cache.py)
+from .trt_calib_cache import (format_trt_calibration_cache, parse_trt_calibration_cache,  # noqa: E402,F401
+                              trt_version_tag, write_trt_calibration_cache)

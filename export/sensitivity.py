@@ -10,7 +10,7 @@ import numpy as np
 
 from fertrt.fileio import write_json_atomic
 
-from .quantize import Int8Options, calibrate, load_onnx, quantizable_nodes, quantize_int8
+from .quantize import Int8Options, calibrate, load_source, quantizable_nodes, quantize_int8, quantize_int8_variants
 
 
 def _score(path, x, labels, ref_logits=None):
@@ -29,24 +29,23 @@ def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_d
     from fertrt.runtime.preprocess import PreprocessConfig, preprocess
 
     from .compare import load_eval_images
-    from .metadata import get_metadata
 
-    model = load_onnx(src)
-    meta = get_metadata(model)
+    model, meta = load_source(src)
     spec = eval_data or meta.get("data_spec")
     opts = Int8Options(**{**opts.__dict__, "calib": opts.calib or spec})
     pre = PreprocessConfig.from_dict(meta["preprocess"])
     images, labels, _, _ = load_eval_images(spec, pre, "val", eval_size)
     x = preprocess(images, pre)
     base, ref_logits = _score(src, x, labels)
-    calibrate(src, model, meta, opts, log=log)  # once; every per-layer model reuses the cached ranges
+    if not opts.scales_from:
+        calibrate(src, model, meta, opts, log=log)  # once; every per-layer model reuses the cached ranges
     ops, excluded = quantizable_nodes(model, opts)
     candidates = [n.name for n in model.graph.node if n.op_type in ops and n.name not in excluded]
     rows = []
     with tempfile.TemporaryDirectory(prefix="fertrt-sens-") as tmp:
-        for k, name in enumerate(candidates):
-            out = Path(tmp) / f"l{k}.onnx"
-            quantize_int8(src, out, opts, force=True, log=lambda *_: None, nodes_to_quantize=[name])
+        # one model per layer, each quantizing that layer alone (for --target tensorrt: one ModelOpt process for all)
+        outs = quantize_int8_variants(src, [(Path(tmp) / f"l{k}.onnx", [name]) for k, name in enumerate(candidates)], opts, log=log)
+        for k, (name, out) in enumerate(zip(candidates, outs)):
             res, _ = _score(out, x, labels, ref_logits)
             res.update({"node": name, "op": next(n.op_type for n in model.graph.node if n.name == name),
                         "accuracy_drop": base["accuracy"] - res["accuracy"]})
@@ -68,7 +67,7 @@ def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_d
             if k >= 8:  # keep the search bounded; beyond this quantization is not the right tool
                 suggestion = None
                 break
-    report = {"model": str(src), "eval_data": spec, "eval_split": "val", "n": len(labels), "fp32_accuracy": base["accuracy"],
+    report = {"model": str(src), "target": opts.target, "eval_data": spec, "eval_split": "val", "n": len(labels), "fp32_accuracy": base["accuracy"],
               "ranking": rows, "max_drop_points": max_drop, "suggested_exclude": suggestion, "int8_with_suggestion": full}
     log(f"FP32 accuracy {base['accuracy'] * 100:.2f}% on {len(labels)} val images; most sensitive layers:")
     for r in rows[:8]:

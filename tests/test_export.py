@@ -80,7 +80,7 @@ def test_fp16_model(tiny_onnx, tmp_path):
 
 def test_int8_model_and_cache(tiny_onnx, tmp_path):
     messages = []
-    opts = Int8Options(calib=TINY_SPEC, calib_size=128, cache_dir=tmp_path / "cache")
+    opts = Int8Options(calib=TINY_SPEC, calib_size=128, cache_dir=tmp_path / "cache", target="onnxruntime")
     out = quantize_int8(tiny_onnx, tmp_path / "int8.onnx", opts, log=messages.append)
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
@@ -131,15 +131,15 @@ def test_bad_inputs_to_quantize(tiny_onnx, tmp_path):
     empty = tmp_path / "empty.npy"
     np.save(empty, np.zeros((0, 3, 112, 112), np.float32))
     with pytest.raises(FertrtError, match="empty.npy: the calibration set is empty"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(empty), cache_dir=tmp_path))
+        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(empty), cache_dir=tmp_path, target="onnxruntime"))
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((4, 3, 64, 64), np.float32))
     with pytest.raises(FertrtError, match=r"wrong.npy: calibration array has shape \(4, 3, 64, 64\); the model expects N x 3 x 112 x 112"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(wrong), cache_dir=tmp_path))
+        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(wrong), cache_dir=tmp_path, target="onnxruntime"))
     with pytest.raises(FertrtError, match="needs calibration data"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(cache_dir=tmp_path))
+        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(cache_dir=tmp_path, target="onnxruntime"))
     with pytest.raises(FertrtError, match="no node or op type"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=TINY_SPEC, calib_size=32, exclude=("nope",), cache_dir=tmp_path))
+        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=TINY_SPEC, calib_size=32, exclude=("nope",), cache_dir=tmp_path, target="onnxruntime"))
 
 
 def _damage_one_conv(src, dst):
@@ -177,7 +177,7 @@ def test_sensitivity_ranks_a_damaged_layer_first(tiny_onnx, tmp_path):
     layer = _damage_one_conv(tiny_onnx, damaged)
     rep = compare_models([tiny_onnx, damaged], TINY_SPEC, limit=200, log=lambda *a: None)
     assert rep["models"][1]["agreement"] == 1.0  # FP32 function unchanged
-    report = run_sensitivity(damaged, Int8Options(calib_size=128, cache_dir=tmp_path / "c"), eval_size=200,
+    report = run_sensitivity(damaged, Int8Options(calib_size=128, cache_dir=tmp_path / "c", target="onnxruntime"), eval_size=200,
                              max_drop=2.0, report_path=tmp_path / "sens.json", log=lambda *a: None)
     assert report["ranking"][0]["node"] == layer
     assert report["ranking"][0]["mean_abs_diff"] > 3 * report["ranking"][1]["mean_abs_diff"]
