@@ -1,15 +1,45 @@
 """`fertrt infer` (torch-free unless the model is a .pt checkpoint)."""
 from __future__ import annotations
 
+import contextlib
+import sys
+
+from fertrt.errors import FertrtError
 from fertrt.fileio import write_json_atomic
+from fertrt.text import safe
+
+
+def check_infer_args(args) -> None:
+    """Range checks argparse cannot express, before any model is loaded."""
+    if args.margin is not None and not args.margin >= 0:
+        raise FertrtError(f"--margin {args.margin}: expected 0 or more (a fraction of the face box)")
+    if not 0 < args.smooth <= 1:
+        raise FertrtError(f"--smooth {args.smooth}: expected a weight in (0, 1] (1 = no smoothing)")
+    if args.every < 1:
+        raise FertrtError(f"--every {args.every}: expected 1 or more (1 = detect on every frame)")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise FertrtError(f"--max-frames {args.max_frames}: expected 1 or more")
+
+
+def synth_note(metadata: dict, model) -> str | None:
+    """A model trained on the synthetic faces says nothing meaningful about real ones: say so once."""
+    spec = metadata.get("data_spec")
+    if isinstance(spec, str) and spec.split(":")[0] == "synth":
+        return (f"note: {model} was trained on synthetic cartoon faces ({safe(spec)}); its labels on real faces are not "
+                "meaningful. Train on a real data set first, e.g. `fertrt train --data fer2013:/path/to/fer2013.csv` "
+                "(or rafdb:PATH, ferplus:PATH, affectnet:PATH, folder:PATH), then export that checkpoint.")
+    return None
 
 
 def cmd_infer(args):
     from .face import make_detector
-    from .pipeline import run
+    from .pipeline import plan_outputs, plan_sources, run
     from .predictor import Predictor
 
-    detector = make_detector("none" if args.no_detect else args.detector, args.detector_model)
+    check_infer_args(args)
+    log = (lambda *a: None) if args.quiet else print
+    # fail on bad inputs/outputs before loading models or downloading a detector
+    plan_outputs(plan_sources(args.input), args.save, args.jsonl, args.summary_json, args.force)
     kwargs = {}
     if args.cuda_graph:
         kwargs["cuda_graph"] = True
@@ -17,13 +47,24 @@ def cmd_infer(args):
         kwargs["zero_copy"] = args.zero_copy == "on"
     if args.rebuild:
         kwargs["rebuild"] = True
-    with Predictor.open(args.model, backend=args.backend, provider=args.provider, **kwargs) as pred:
-        summary = run(pred, args.input, detector, save=args.save, jsonl=args.jsonl, margin=args.margin, align=not args.no_align,
-                      regions=args.regions, smooth_alpha=args.smooth, max_frames=args.max_frames,
-                      log=(lambda *a: None) if args.quiet else print)
-    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items())
+    with contextlib.ExitStack() as stack:
+        # the FER model first: a bad model file is reported before any detector download
+        pred = stack.enter_context(Predictor.open(args.model, backend=args.backend, provider=args.provider, **kwargs))
+        detector = make_detector("none" if args.no_detect else args.detector, args.detector_model,
+                                 backend=args.detector_backend, provider=args.provider, log=log)
+        if hasattr(detector, "close"):
+            stack.callback(detector.close)
+        margin = args.margin if args.margin is not None else getattr(getattr(detector, "cfg", None), "crop_margin", 0.1)
+        note = synth_note(pred.runner.metadata, args.model)
+        if note:
+            print(note, file=sys.stderr)
+        summary = run(pred, args.input, detector, save=args.save, jsonl=args.jsonl, summary_json=args.summary_json,
+                      force=args.force, margin=margin, align=not args.no_align, regions=args.regions,
+                      smooth_alpha=args.smooth, every=args.every, max_frames=args.max_frames, log=log)
+    stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items() if not k.startswith("detect_"))
     print(f"{summary['frames']} frames, {summary['faces']} faces, {len(summary['unreadable'])} unreadable; "
-          f"mean per frame: {timings}" + (f"; wrote {args.jsonl}" if args.jsonl else "") + (f"; saved {args.save}" if args.save else ""))
+          f"detector {summary['detector']}, {summary['detector_passes']} passes; {summary['fps']:.1f} frames/s; "
+          f"mean per frame: {stages}" + (f"; wrote {args.jsonl}" if args.jsonl else "") + (f"; saved {args.save}" if args.save else ""))
     if args.summary_json:
         write_json_atomic(args.summary_json, summary)
     return 0

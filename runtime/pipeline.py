@@ -1,8 +1,12 @@
-"""The face pipeline behind `fertrt infer`: decode -> detect -> crop -> one batch per frame ->
-labels, JSON lines with per-stage timings, optional annotated images or video."""
+"""The face pipeline behind `fertrt infer`: decode -> detect (every frame, or every Nth frame of a
+video with the IoU tracker carrying faces in between) -> crop -> one FER batch per frame -> labels,
+JSON lines with per-stage timings, optional annotated images or videos."""
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +15,13 @@ import cv2
 import numpy as np
 
 from fertrt.errors import FertrtError
+from fertrt.fileio import atomic_path
 
-from .face import Tracker, crop_face
+from .face import Tracker, crop_corners, crop_face
 from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb, write_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+STAGES = ("decode", "detect", "crop", "preprocess", "infer", "postprocess", "total")
 
 
 @dataclass
@@ -27,29 +33,147 @@ class Frame:
     fps: float | None = None
 
 
-def open_source(source: str):
-    """-> (kind, iterator of Frame). kind: images | video | camera."""
-    p = Path(source)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FertrtError(f"{p}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-        return "images", _image_frames(files)
-    if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
-        return "video", _video_frames(cv2.VideoCapture(str(p)), str(p))
-    if p.is_file():
-        return "images", _image_frames([p])
-    if source.isdigit() or source.startswith("/dev/video"):
-        cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
-        return "camera", _video_frames(cap, source)
-    if "!" in source:  # a GStreamer pipeline, e.g. nvarguscamerasrc ! ... ! appsink for Jetson CSI cameras
-        return "camera", _video_frames(cv2.VideoCapture(source, cv2.CAP_GSTREAMER), source)
-    raise FertrtError(f"{source}: no such file or folder (expected an image, a folder of images, a video file, "
-                      "a camera index, /dev/videoN or a GStreamer pipeline)")
+@dataclass
+class Source:
+    """One stream of frames: a list of image files, a video file or a camera."""
+
+    kind: str  # images | video | camera
+    name: str
+    files: list  # image files (images), the video file (video), [] (camera)
+    folder: Path | None = None  # a folder its images were listed from: --save is then a folder too
+
+
+def _is_camera(spec: str) -> bool:
+    return spec.isdigit() or spec.startswith("/dev/video") or "!" in spec
+
+
+def plan_sources(inputs) -> list[Source]:
+    """Inputs (files, folders, globs, cameras) -> Sources; all image inputs become one image stream
+    (in the order given), each video or camera its own stream."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    images, streams = [], []
+    folders = []
+    for spec in map(str, inputs):
+        p = Path(spec)
+        if not p.exists() and not _is_camera(spec) and glob.has_magic(spec):
+            matches = sorted(glob.glob(spec))
+            if not matches:
+                raise FertrtError(f"{spec}: the pattern matches no files")
+            paths = [Path(m) for m in matches]
+        else:
+            paths = [p]
+        for q in paths:
+            if q.is_dir():
+                files = sorted(f for f in q.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+                if not files:
+                    raise FertrtError(f"{q}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+                images.extend(files)
+                folders.append(q)
+            elif q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES:
+                streams.append(Source("video", str(q), [q]))
+            elif q.is_file():
+                images.append(q)
+            elif _is_camera(str(q)):
+                streams.append(Source("camera", str(q), []))
+            else:
+                raise FertrtError(f"{q}: no such file or folder (expected an image, a folder of images, a glob, a video file, "
+                                  "a camera index, /dev/videoN or a GStreamer pipeline)")
+    out = [Source("images", "images", images, folders[0] if folders else None)] if images else []
+    return out + streams
+
+
+@dataclass
+class Outputs:
+    """Where annotated results go, decided and checked before any work."""
+
+    save: Path | None
+    save_is_folder: bool
+    targets: dict  # (source name, image path or None) -> output file
+
+    def target(self, source: Source, image=None) -> Path:
+        return self.targets[(source.name, str(image) if image is not None else None)]
+
+
+def plan_outputs(sources: list[Source], save=None, jsonl=None, summary_json=None, force=False) -> Outputs:
+    """Refuse an output that is an input (even with --force) or that exists (unless --force)."""
+    input_files = {Path(f).resolve() for s in sources for f in s.files}
+    input_dirs = {Path(f).resolve().parent for s in sources if s.kind == "images" for f in s.files}
+    named = {}
+    for opt, path in (("--jsonl", jsonl), ("--summary-json", summary_json)):
+        if path is None:
+            continue
+        p = Path(path)
+        if p.resolve() in input_files or p.resolve() in input_dirs:
+            raise FertrtError(f"{opt} {p}: is one of the inputs; write the output elsewhere")
+        if p.is_dir():
+            raise FertrtError(f"{opt} {p}: is a folder; expected a file")
+        if not p.parent.is_dir():
+            raise FertrtError(f"{opt} {p}: the output folder {p.parent} does not exist")
+        if p.exists() and not force:
+            raise FertrtError(f"{opt} {p}: file exists (pass --force to replace it)")
+        named.setdefault(p.resolve(), []).append(opt)
+    if save is None:
+        targets = {}
+        folder_mode = False
+    else:
+        save = Path(save)
+        n_images = sum(len(s.files) for s in sources if s.kind == "images")
+        n_streams = sum(1 for s in sources if s.kind != "images")
+        folder_mode = n_streams + n_images > 1 or save.is_dir() or any(s.folder for s in sources)
+        if save.resolve() in input_files:
+            raise FertrtError(f"--save {save}: is one of the inputs; an output never overwrites an input")
+        targets = {}
+        for s in sources:
+            if s.kind == "images":
+                for f in s.files:
+                    targets[(s.name, str(f))] = save / Path(f).name if folder_mode else save
+            else:
+                stem = Path(s.name).stem if s.kind == "video" else "camera_" + "".join(c if c.isalnum() else "_" for c in s.name)[:40]
+                targets[(s.name, None)] = save / f"{stem}.mp4" if folder_mode else save
+        if folder_mode:
+            if save.resolve() in input_dirs:
+                raise FertrtError(f"--save {save}: is a folder the input images are read from; annotated images would "
+                                  "replace them. Save into another folder")
+            if save.exists() and not save.is_dir():
+                raise FertrtError(f"--save {save}: several inputs need a folder to save into, and this is a file")
+            if not save.parent.is_dir():
+                raise FertrtError(f"--save {save}: the output folder {save.parent} does not exist")
+        elif not save.parent.is_dir():
+            raise FertrtError(f"--save {save}: the output folder {save.parent} does not exist")
+        seen = {}
+        for key, t in targets.items():
+            r = t.resolve()
+            if r in input_files:
+                raise FertrtError(f"--save {save}: would write {t}, which is one of the inputs")
+            if r in seen and folder_mode:
+                raise FertrtError(f"--save {save}: inputs {seen[r]} and {key[1] or key[0]} would both be saved as {t}; "
+                                  "save them in separate runs")
+            seen[r] = key[1] or key[0]
+            if t.exists() and not force:
+                raise FertrtError(f"--save {save}: {t} exists (pass --force to replace it)")
+            if r in named:
+                raise FertrtError(f"--save {save} and {named[r][0]} name the same file {t}")
+    if len(named) < sum(p is not None for p in (jsonl, summary_json)):
+        raise FertrtError(f"--jsonl and --summary-json name the same file {jsonl}")
+    return Outputs(Path(save) if save else None, folder_mode, targets)
+
+
+def open_source(source: Source):
+    """-> iterator of Frame."""
+    if source.kind == "images":
+        return _image_frames(source.files)
+    if source.kind == "video":
+        return _video_frames(cv2.VideoCapture(str(source.files[0])), source.name)
+    spec = source.name
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return _video_frames(cv2.VideoCapture(int(spec) if spec.isdigit() else spec), spec)
+    # a GStreamer pipeline, e.g. nvarguscamerasrc ! ... ! appsink for Jetson CSI cameras
+    return _video_frames(cv2.VideoCapture(spec, cv2.CAP_GSTREAMER), spec)
 
 
 def _image_frames(files):
-    for i, f in enumerate(files):
+    for f in files:
         t0 = time.perf_counter()
         img = read_image(f)
         yield Frame(str(f), 0, img, (time.perf_counter() - t0) * 1e3)
@@ -77,87 +201,165 @@ def draw(rgb: np.ndarray, faces_out: list[dict], regions: bool = False) -> np.nd
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for f in faces_out:
         x, y, w, h = f["box"]
-        if regions and f.get("region_weights"):
-            wts = np.asarray(f["region_weights"])
-            g = int(round(len(wts) ** 0.5))
-            heat = cv2.resize((wts.reshape(g, g) / max(wts.max(), 1e-9) * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            roi = img[y:y + h, x:x + w]
-            if roi.shape[:2] == heat.shape:
-                img[y:y + h, x:x + w] = cv2.addWeighted(roi, 0.55, cv2.applyColorMap(heat, cv2.COLORMAP_JET), 0.45, 0)
+        if regions and f.get("region_weights") and f.get("crop_corners"):
+            img = _draw_regions(img, f["region_weights"], np.asarray(f["crop_corners"], np.float32))
         cv2.rectangle(img, (x, y), (x + w, y + h), (60, 220, 60), 2)
-        label = f"{f['label']} {f['confidence']:.2f}"
+        # model-provided labels: OpenCV's Hershey fonts draw ASCII only
+        label = f"{f['label'].encode('ascii', 'replace').decode()} {f['confidence']:.2f}"
         cv2.putText(img, label, (x, max(12, y - 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 220, 60), 1, cv2.LINE_AA)
         bar = int(w * f["confidence"])
         cv2.rectangle(img, (x, max(0, y - 10)), (x + bar, max(0, y - 6)), (60, 220, 60), -1)
     return img
 
 
-def run(predictor, source: str, detector, *, save=None, jsonl=None, margin=0.1, align=True, regions=False,
-        smooth_alpha=0.4, max_frames=None, log=print) -> dict:
-    """Run the pipeline over a source; returns a summary (frames, faces, unreadable, mean timings)."""
-    kind, frames = open_source(source)
-    tracker = Tracker(alpha=smooth_alpha) if kind in ("video", "camera") else None
-    writer = None
-    save_path = Path(save) if save else None
-    if save_path and kind == "images" and Path(source).is_dir():
-        save_path.mkdir(parents=True, exist_ok=True)
-    out_f = open(jsonl, "w") if jsonl else None
-    summary = {"frames": 0, "faces": 0, "unreadable": [], "timings_ms": {}}
-    totals = {}
+def _draw_regions(bgr: np.ndarray, weights, corners: np.ndarray) -> np.ndarray:
+    """The region weights drawn over the face crop the model saw (the same picture as `fertrt eval`'s):
+    the frame is warped into the crop, overlaid there, and warped back inside the crop's square."""
+    from .regions import region_overlay
+
+    side = max(int(round(float(np.linalg.norm(corners[1] - corners[0])))), 1)
+    square = np.array([[0, 0], [side, 0], [side, side]], np.float32)
+    to_crop = cv2.getAffineTransform(corners[:3], square)
+    crop = cv2.warpAffine(bgr, to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    painted = region_overlay(crop[..., ::-1], weights, alpha=0.45)[..., ::-1]
+    back = cv2.invertAffineTransform(to_crop)
+    h, w = bgr.shape[:2]
+    warped = cv2.warpAffine(np.ascontiguousarray(painted), back, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full((side, side), 255, np.uint8), back, (w, h), flags=cv2.INTER_NEAREST) > 0
+    out = bgr.copy()
+    out[mask] = warped[mask]
+    return out
+
+
+class _VideoOut:
+    """An annotated video written under a temporary name and renamed when complete."""
+
+    def __init__(self, path: Path, fps: float, size):
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            raise FertrtError(f"--save {path}: OpenCV cannot write a video with this extension (use .mp4 or .avi)")
+
+    def close(self, keep=True):
+        self.writer.release()
+        if keep and self.tmp.exists():
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+def run(predictor, inputs, detector, *, save=None, jsonl=None, summary_json=None, force=False, margin=0.1, align=True,
+        regions=False, smooth_alpha=0.4, every=1, max_frames=None, log=print) -> dict:
+    """Run the pipeline over inputs (paths, globs, cameras); returns a summary (frames, faces, unreadable,
+    mean per-stage timings per frame, frames per second)."""
+    if every < 1:
+        raise FertrtError(f"--every {every}: expected 1 or more")
+    if margin < 0:
+        raise FertrtError(f"--margin {margin}: expected 0 or more")
+    if not 0 < smooth_alpha <= 1:
+        raise FertrtError(f"--smooth {smooth_alpha}: expected a weight in (0, 1]")
+    if max_frames is not None and max_frames < 1:
+        raise FertrtError(f"--max-frames {max_frames}: expected 1 or more")
+    sources = plan_sources(inputs)
+    outputs = plan_outputs(sources, save, jsonl, summary_json, force)
+    if outputs.save_is_folder:
+        outputs.save.mkdir(parents=True, exist_ok=True)
+    summary = {"frames": 0, "faces": 0, "unreadable": [], "detector": getattr(detector, "name", type(detector).__name__),
+               "every": every, "detector_passes": 0, "timings_ms": {}}
+    totals: dict[str, float] = {}
     t_start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        out_f = None
+        if jsonl:
+            out_f = stack.enter_context(open(stack.enter_context(atomic_path(jsonl)), "w"))
+        try:
+            for source in sources:
+                if max_frames is not None and summary["frames"] >= max_frames:
+                    break
+                _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_start, margin=margin, align=align,
+                            regions=regions, smooth_alpha=smooth_alpha, every=every, max_frames=max_frames, log=log)
+        except KeyboardInterrupt:
+            log("interrupted: closing outputs so what was written stays readable")
+    seconds = time.perf_counter() - t_start
+    n = max(summary["frames"], 1)
+    summary["timings_ms"] = {k: v / n for k, v in totals.items()}
+    summary["seconds"] = seconds
+    summary["fps"] = summary["frames"] / seconds if seconds > 0 else 0.0
+    return summary
+
+
+def _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_start, *, margin, align, regions,
+                smooth_alpha, every, max_frames, log):
+    live = source.kind in ("video", "camera")
+    shift = getattr(getattr(detector, "cfg", None), "crop_shift", 0.0)
+    tracker = Tracker(alpha=smooth_alpha) if live else None
+    video_out = None
+    faces = []
+    ok = False
     try:
-        for frame in frames:
+        for frame in open_source(source):
             if max_frames is not None and summary["frames"] >= max_frames:
                 break
             if frame.image is None:
                 summary["unreadable"].append(frame.source)
                 log(f"skipped {frame.source}: not a readable image")
                 continue
+            t_frame = time.perf_counter()
             t = {"decode": frame.decode_ms}
+            detected = not live or frame.index % every == 0
+            t["detect"] = 0.0
+            if detected:
+                t0 = time.perf_counter()
+                faces = detector.detect(frame.image)
+                t["detect"] = (time.perf_counter() - t0) * 1e3
+                summary["detector_passes"] += 1
             t0 = time.perf_counter()
-            faces = detector.detect(frame.image)
-            t["detect"] = (time.perf_counter() - t0) * 1e3
-            crops = [crop_face(frame.image, f, margin, align) for f in faces]
+            crops = [crop_face(frame.image, f, margin, align, shift) for f in faces]
+            t["crop"] = (time.perf_counter() - t0) * 1e3
             results = predictor.predict(crops) if crops else []
             t.update(predictor.last_timings if crops else {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0})
-            faces_out = []
             smoothed = tracker.update([f.box for f in faces], [[r["probabilities"][c] for c in predictor.class_names] for r in results]) \
                 if tracker is not None else [(None, None)] * len(results)
+            faces_out = []
             for f, r, (track, probs) in zip(faces, results, smoothed):
                 rec = {"box": [int(v) for v in f.box], "score": round(float(f.score), 4), **r}
+                if "region_weights" in r:  # where the model's 4x4 grid lies in the frame
+                    rec["crop_corners"] = [[round(float(v), 1) for v in pt] for pt in crop_corners(f, margin, align, shift)]
+                if f.landmarks is not None:
+                    rec["eyes"] = [[round(float(v), 1) for v in pt] for pt in np.asarray(f.landmarks)[:2]]
                 if probs is not None:
                     k = int(np.argmax(probs))
                     rec.update({"track": track, "label": predictor.class_names[k], "class_id": k, "confidence": float(probs[k]),
                                 "probabilities": {c: float(v) for c, v in zip(predictor.class_names, probs)}})
                 faces_out.append(rec)
+            t["total"] = t["decode"] + (time.perf_counter() - t_frame) * 1e3
+            if detected and getattr(detector, "last_timings", None):
+                t.update(detector.last_timings)
             summary["frames"] += 1
             summary["faces"] += len(faces_out)
             for k, v in t.items():
                 totals[k] = totals.get(k, 0.0) + v
-            record = {"source": frame.source, "frame": frame.index, "faces": faces_out, "timings_ms": {k: round(v, 3) for k, v in t.items()}}
-            if out_f:
+            if out_f is not None:
+                record = {"source": frame.source, "frame": frame.index, "detected": detected, "faces": faces_out,
+                          "timings_ms": {k: round(v, 3) for k, v in t.items()}}
                 out_f.write(json.dumps(record) + "\n")
-            if save_path:
+            if outputs.save is not None:
                 annotated = draw(frame.image, faces_out, regions)
-                if kind == "images":
-                    target = save_path / Path(frame.source).name if save_path.is_dir() else save_path
-                    write_image(target, cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))
+                if source.kind == "images":
+                    write_image(outputs.target(source, frame.source), cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))
                 else:
-                    if writer is None:
+                    if video_out is None:
                         h, w = annotated.shape[:2]
-                        writer = cv2.VideoWriter(str(save_path), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps or 25.0, (w, h))
-                    writer.write(annotated)
-            if kind != "images" and summary["frames"] % 30 == 0:
+                        video_out = _VideoOut(outputs.target(source), frame.fps or 25.0, (w, h))
+                    video_out.writer.write(annotated)
+            if live and summary["frames"] % 30 == 0:
                 fps = summary["frames"] / (time.perf_counter() - t_start)
                 log(f"frame {summary['frames']}: {fps:.1f} fps, {len(faces_out)} faces")
+        ok = True
     except KeyboardInterrupt:
-        log("interrupted: closing outputs so what was written stays playable")
+        ok = True  # keep what was written: the video stays playable
+        raise
     finally:
-        if writer is not None:
-            writer.release()
-        if out_f:
-            out_f.close()
-    n = max(summary["frames"], 1)
-    summary["timings_ms"] = {k: v / n for k, v in totals.items()}
-    summary["seconds"] = time.perf_counter() - t_start
-    return summary
+        if video_out is not None:
+            video_out.close(keep=ok)

