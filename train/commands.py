@@ -5,15 +5,16 @@ import json
 from pathlib import Path
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import write_json_atomic
+from fertrt.fileio import make_output_dir, write_json_atomic
+from fertrt.text import safe
 
 
 def _parse_model_args(items) -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise FertrtError(f"--model-arg {item!r}: expected KEY=VALUE")
+        if not sep or not key.isidentifier():
+            raise FertrtError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a constructor argument name")
         try:
             out[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
         except json.JSONDecodeError:
@@ -30,7 +31,7 @@ def cmd_train(args):
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, balanced=args.balanced,
                       clip_grad=args.clip_grad, seed=args.seed, workers=args.workers, device=args.device,
-                      amp=not args.no_amp, resume=args.resume, grey=args.grey,
+                      amp=not args.no_amp, resume=args.resume, force=args.force, grey=args.grey,
                       model_kwargs=_parse_model_args(args.model_arg), augment=augment)
     result = train(cfg)
     if not result["is_main"]:
@@ -45,7 +46,8 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
 
     from .checkpoint import load_model
     from .evaluate import evaluate
-    from .plots import plot_confusion, plot_region_heatmaps
+    from .evaluate import class_mean_faces, example_faces
+    from .plots import plot_confusion, plot_region_examples, plot_region_heatmaps, plot_region_overlays
 
     model, ckpt = load_model(checkpoint)
     pre = model.default_cfg.preprocess
@@ -55,11 +57,10 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
         raise FertrtError(f"{checkpoint}: trained on classes {ckpt['class_names']} but {spec!r} has {list(data.class_names)}")
     split = data.split(split_name)
     res = evaluate(model, split, pre, batch_size=batch_size)
-    out = Path(out) if out else Path(checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out if out else Path(checkpoint).parent, "folder for the eval outputs")
     stem = f"eval_{split_name}"
     plot_confusion(out / f"{stem}_confusion.png", res["confusion"], data.class_names, f"{ckpt['model_name']} on {spec} {split_name}")
-    log(f"{ckpt['model_name']} on {spec} [{split_name}]: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  (n={res['n']}"
+    log(f"{safe(ckpt['model_name'])} on {safe(spec)} [{split_name}]: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  (n={res['n']}"
         f"{', skipped ' + str(res['skipped_images']) if res['skipped_images'] else ''})")
     for name, acc in res["per_class_accuracy"].items():
         log(f"  {name:<10} {acc:.3f}")
@@ -67,14 +68,23 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
         import numpy as np
 
         reg = res["regions"]
-        plot_region_heatmaps(out / f"{stem}_region_weights.png", np.asarray(reg["mean_weight_per_class"]), data.class_names,
+        per_class_w = np.asarray(reg["mean_weight_per_class"])
+        plot_region_heatmaps(out / f"{stem}_region_weights.png", per_class_w, data.class_names,
                              int(round(len(reg["mean_weight_per_class"][0]) ** 0.5)))
+        labels = split.labels[res["indices"]]
+        faces = class_mean_faces(split, res["indices"], labels, len(data.class_names), pre.input_size)
+        plot_region_overlays(out / f"{stem}_region_overlay.png", faces, per_class_w, data.class_names)
+        ex_faces, ex_rows = example_faces(split, res["indices"], labels, len(data.class_names), pre.input_size)
+        if ex_rows:
+            pred = res["logits"][ex_rows].argmax(1)
+            titles = [f"true {data.class_names[labels[r]]}\npred {data.class_names[p]}" for r, p in zip(ex_rows, pred)]
+            plot_region_examples(out / f"{stem}_region_examples.png", ex_faces, res["region_weights"][ex_rows], titles)
         if "cue_weight_share" in reg:
-            log(f"  region weight on cue regions: {reg['cue_weight_share']:.3f} of the total "
-                f"(uniform weights would give {reg['cue_uniform_share']:.3f}; {reg['cue_share_ratio']:.2f}x); "
-                f"mean weight per cue region {reg['mean_weight_per_cue_region']:.4f} vs {reg['mean_weight_per_other_region']:.4f} "
-                f"elsewhere (uniform 0.0625)")
-    report = {k: v for k, v in res.items() if k != "logits"}
+            log(f"  cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of their "
+                f"total on the regions that hold the face's cues (brows, eyes, nose, mouth), uniform weights would put "
+                f"{reg['cue_uniform_share']:.3f} there (1.0x = no preference, above 1 = weight on the crucial regions)")
+            log("  per class: " + "  ".join(f"{n} {r:.2f}x" for n, r in zip(data.class_names, reg["cue_share_ratio_per_class"])))
+    report = {k: v for k, v in res.items() if k not in ("logits", "indices", "region_weights")}
     report.update({"checkpoint": str(checkpoint), "data_spec": spec, "split": split_name, "model": ckpt["model_name"]})
     write_json_atomic(out / f"{stem}.json", report)
     res["report_path"] = str(out / f"{stem}.json")

@@ -47,7 +47,46 @@ def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, c
             "mean_weight_per_other_region": float((((1 - share) / np.maximum(r - cells.sum(1), 1))).mean()),
             "cue_regions_per_face": float(cells.sum(1).mean()),
         })
+        per_class_ratio = {}
+        for k in range(num_classes):
+            m = labels == k
+            if m.any():
+                per_class_ratio[k] = float(share[m].mean() / max(uniform_share[m].mean(), 1e-9))
+        result["cue_share_ratio_per_class"] = [per_class_ratio.get(k, float("nan")) for k in range(num_classes)]
     return result
+
+
+def class_mean_faces(split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size, per_class: int = 64) -> np.ndarray:
+    """K x H x W x 3 uint8: the mean of up to `per_class` evaluated faces of each class, at the model's input size."""
+    from fertrt.runtime.preprocess import resize, to_rgb
+
+    h, w = size
+    out = np.zeros((num_classes, h, w, 3), np.uint8)
+    for k in range(num_classes):
+        acc, n = np.zeros((h, w, 3), np.float64), 0
+        for i in indices[labels == k][:per_class]:
+            img = split.load(int(i))
+            if img is not None:
+                acc += resize(to_rgb(img), (h, w))
+                n += 1
+        if n:
+            out[k] = np.clip(acc / n, 0, 255).astype(np.uint8)
+    return out
+
+
+def example_faces(split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size) -> tuple[np.ndarray, list[int]]:
+    """One evaluated face per class (the first of each), at the model's input size, and their positions in `indices`."""
+    from fertrt.runtime.preprocess import resize, to_rgb
+
+    faces, rows = [], []
+    for k in range(num_classes):
+        for row in np.flatnonzero(labels == k)[:4]:
+            img = split.load(int(indices[row]))
+            if img is not None:
+                faces.append(resize(to_rgb(img), tuple(size)))
+                rows.append(int(row))
+                break
+    return (np.stack(faces) if faces else np.zeros((0, *size, 3), np.uint8)), rows
 
 
 def evaluate(model, split, pre, batch_size=128, device="cpu") -> dict:
@@ -60,8 +99,11 @@ def evaluate(model, split, pre, batch_size=128, device="cpu") -> dict:
     y_pred = pred["logits"].argmax(1)
     result = summarize(labels, y_pred, split.class_names)
     result["skipped_images"] = pred["dropped"]
+    result["class_names"] = list(split.class_names)
     result["logits"] = pred["logits"]
+    result["indices"] = idx
     if "region_weights" in pred:
+        result["region_weights"] = pred["region_weights"]
         boxes = split.cue_boxes[idx] if split.cue_boxes is not None else None
         result["regions"] = region_analysis(pred["region_weights"], labels, len(split.class_names), boxes,
                                             pre.input_size, getattr(model, "grid", 4))

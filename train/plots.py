@@ -49,7 +49,64 @@ def plot_region_heatmaps(path, weights_per_class: np.ndarray, class_names, grid:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or f"mean region weight per class (uniform = {1 / grid ** 2:.4f}, max {vmax:.3f})", fontsize=9)
+    _save(plt, fig, path)
+
+
+def plot_region_overlays(path, mean_faces: np.ndarray, weights_per_class: np.ndarray, class_names, title=""):
+    """Per class: the mean region weights over that class's mean face, grid laid over the image.
+
+    One colour scale for all classes (0 .. the largest mean weight) so the panels compare; the
+    numbers are each cell's weight in units of the uniform weight (1.0 = uniform).
+    """
+    from fertrt.runtime.regions import region_overlay
+
+    plt = _plt()
+    k = len(class_names)
+    vmax = float(np.nanmax(weights_per_class)) if np.isfinite(weights_per_class).any() else 1.0
+    fig, axes = plt.subplots(1, k, figsize=(2.3 * k, 2.7))
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        face = _upscale(mean_faces[i])
+        if np.isfinite(weights_per_class[i]).all():
+            ax.imshow(region_overlay(face, weights_per_class[i], vmax=vmax))
+        else:
+            ax.imshow(face)
+        ax.set_title(class_names[i], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    r = weights_per_class.shape[1]
+    fig.suptitle(title or f"mean region weight per class over the class's mean face (numbers: x uniform 1/{r})", fontsize=9)
+    _save(plt, fig, path)
+
+
+def plot_region_examples(path, images: np.ndarray, weights: np.ndarray, titles, title=""):
+    """A few single faces, each with its own region weights (numbers: x uniform)."""
+    from fertrt.runtime.regions import region_overlay
+
+    plt = _plt()
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.8))
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(region_overlay(_upscale(images[i]), weights[i]))
+        ax.set_title(titles[i], fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or "region weights of single test faces (numbers: x uniform)", fontsize=9)
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def _upscale(rgb: np.ndarray, min_side: int = 224) -> np.ndarray:
+    """Small faces are upscaled so the per-cell numbers stay legible."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if min(h, w) >= min_side:
+        return rgb
+    f = min_side / min(h, w)
+    return cv2.resize(rgb, (int(round(w * f)), int(round(h * f))), interpolation=cv2.INTER_LINEAR)

@@ -64,7 +64,7 @@ def register_model(name: str, *, input_size=(112, 112), channels=3, mean=(0.5, 0
 
 def _ensure_loaded():
     # Importing the family modules registers them.
-    from . import lnlattennet, resnet, scan_cci  # noqa: F401
+    from . import lnlattennet, mobilenet, resnet, scan_cci  # noqa: F401
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,195 @@
+"""Measure LNLAttenNet's design, not just the model: its parts switched off one at a time, next to
+a plain ResNet-18 and a MobileNetV3-small-like edge baseline, trained the same way in one run.
+
+    python -m fertrt.benchmarks.ablation [--data synth synth:6000:hard] [--epochs 10] [--minutes 6]
+                                         [--regime both|epochs|minutes] [--variants a,b,...] [-o results/ablation]
+
+Two regimes: equal epochs (every variant sees the same images the same number of times) and equal
+wall-clock (every variant gets the same training minutes on this machine, epochs fitted to it as
+`fertrt train --minutes` does). Columns: params, MACs, test accuracy, macro-F1, cue share ratio
+(LNLAttenNet variants on `synth`: the share of region weight on the cells that hold the face's
+cues, over the uniform share), training img/s and ONNX Runtime CPU batch-1 latency (both measured
+at the end, all variants side by side in one process, so they compare under the same load).
+Trainings run one after another (never two at once on a small machine); each variant's run folder
+is kept, and a re-run reuses finished runs (delete the folder to retrain). The equal-wall-clock
+regime depends on the machine's load: run it on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# label -> (registered model, constructor overrides)
+VARIANTS = {
+    "lnlattennet": ("lnlattennet", {}),
+    "no_feedback": ("lnlattennet", {"feedback": False}),
+    "local_only": ("lnlattennet", {"paths": "local"}),
+    "global_only": ("lnlattennet", {"paths": "global"}),
+    "concat_fusion": ("lnlattennet", {"fusion": "concat"}),
+    "resnet18": ("resnet18", {}),
+    "mobilenetv3_small": ("mobilenetv3_small", {}),
+}
+DESCRIPTIONS = {
+    "lnlattennet": "LNLAttenNet (weighted ensemble of local networks + non-local/global context)",
+    "no_feedback": "LNLAttenNet, non-local weights not fed back (uniform 1/16)",
+    "local_only": "LNLAttenNet, local part only (weighted ensemble, no context head)",
+    "global_only": "LNLAttenNet, global (U-Net) path only",
+    "concat_fusion": "LNLAttenNet, first fertrt design (weights scale concatenated features)",
+    "resnet18": "ResNet-18, no pretraining",
+    "mobilenetv3_small": "MobileNetV3-small-like edge baseline",
+}
+
+
+def ort_latency_ms(model, repeats: int = 200) -> float:
+    """Median batch-1 latency of the model's ONNX graph on ONNX Runtime's CPU provider (one session)."""
+    import onnxruntime as ort
+    import torch
+
+    from fertrt.export.onnx_export import export_module
+
+    pre = model.default_cfg.preprocess
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(export_module(model.eval()), (torch.zeros(1, pre.channels, *pre.input_size),), buf, dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["logits"])
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, pre.channels, *pre.input_size)).astype(np.float32)
+    for _ in range(20):
+        sess.run(None, {"input": x})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64) -> dict:
+    """Training img/s (batch 64, joint loss, AdamW step) and ORT CPU batch-1 latency of each variant,
+    measured side by side in one process: training steps interleaved round by round so every variant
+    sees the same machine load; the median round counts."""
+    import torch
+    import torch.nn.functional as F
+
+    from fertrt.runtime.preprocess import normalize
+    from fertrt.train.data.synth import SynthConfig, generate
+    from fertrt.train.models import create_model
+
+    imgs, labels_np, _ = generate(SynthConfig(size=112), "train", batch)
+    setups = {}
+    for label in labels:
+        name, kwargs = VARIANTS[label]
+        model = create_model(name, **kwargs).train()
+        x = torch.from_numpy(normalize(imgs, model.default_cfg.preprocess))
+        setups[label] = (model, x, torch.optim.AdamW(model.parameters(), 1e-3))
+    y = torch.from_numpy(labels_np)
+
+    def step(model, x, opt):
+        loss, _ = model.joint_loss(model(x, return_aux=True), y, F.cross_entropy)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for s in setups.values():
+        step(*s)  # warm-up
+    rates = {label: [] for label in labels}
+    for _ in range(rounds):
+        for label, s in setups.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(*s)
+            rates[label].append(steps * batch / (time.perf_counter() - t0))
+    return {label: {"train_img_per_s": float(np.median(rates[label])),
+                    "ort_cpu_b1_ms": ort_latency_ms(setups[label][0])} for label in labels}
+
+
+def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float | None, seed: int = 0) -> dict:
+    from fertrt.train.checkpoint import load_model
+    from fertrt.train.commands import run_eval
+    from fertrt.train.models import count_macs, count_params
+    from fertrt.train.trainer import TrainConfig, train
+
+    model_name, kwargs = VARIANTS[label]
+    result_path = out / "ablation_result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    quiet = lambda *a, **k: None  # noqa: E731
+    resume = (out / "last.pt").is_file()
+    t0 = time.perf_counter()
+    res = train(TrainConfig(model=model_name, data=data, out=str(out), epochs=epochs, minutes=minutes, seed=seed,
+                            model_kwargs=dict(kwargs), resume=resume), log=quiet)
+    wall = time.perf_counter() - t0
+    ev = run_eval(out / "best.pt", None, "test", out / "eval", log=quiet)
+    model, _ = load_model(out / "best.pt")
+    row = {
+        "variant": label, "model": model_name, "model_kwargs": kwargs, "data": data, "epochs": res["epochs"],
+        "minutes_budget": minutes, "train_wall_s": round(wall, 1),
+        "params": count_params(model), "macs": count_macs(model),
+        "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
+        "cue_share_ratio": ev.get("regions", {}).get("cue_share_ratio") if kwargs.get("feedback", True) else None,
+        "cue_share_ratio_per_class": ev.get("regions", {}).get("cue_share_ratio_per_class"),
+    }
+    result_path.write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    head = "| variant | data | regime | epochs | params | MACs | accuracy | macro-F1 | cue share ratio | train img/s | ORT CPU b1 ms |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        regime = f"{r['minutes_budget']:g} min" if r.get("minutes_budget") else f"{r['epochs']} epochs"
+        cue = "-" if r.get("cue_share_ratio") is None else f"{r['cue_share_ratio']:.2f}x"
+        ips = "-" if not r.get("train_img_per_s") else f"{r['train_img_per_s']:.0f}"
+        lines.append(f"| {r['variant']} | {r['data']} | {regime} | {r['epochs']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+                     f"{r['accuracy'] * 100:.2f} % | {r['macro_f1'] * 100:.2f} % | {cue} | {ips} | {r['ort_cpu_b1_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", nargs="+", default=["synth", "synth:6000:hard"])
+    ap.add_argument("--epochs", type=int, default=10, help="equal-epochs regime: epochs per variant")
+    ap.add_argument("--minutes", type=float, default=6.0, help="equal-wall-clock regime: training minutes per variant")
+    ap.add_argument("--regime", choices=["both", "epochs", "minutes"], default="both")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--out", default="results/ablation")
+    args = ap.parse_args(argv)
+    labels = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in labels if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
+    if args.epochs < 1 or args.minutes <= 0:
+        ap.error("--epochs must be >= 1 and --minutes > 0")
+    regimes = {"both": ["epochs", "minutes"], "epochs": ["epochs"], "minutes": ["minutes"]}[args.regime]
+    out = Path(args.out)
+    rows = []
+    for data in args.data:
+        for regime in regimes:
+            for label in labels:
+                folder = out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min") / label
+                print(f"[{data} | {regime}] {label}: {DESCRIPTIONS[label]}", flush=True)
+                row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
+                                  minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
+                rows.append(row)
+                print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
+                      + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {row['cue_share_ratio']:.2f}x"), flush=True)
+    print("speed pass: training img/s and ORT CPU batch-1 latency, all variants side by side", flush=True)
+    speed = speed_pass(labels)
+    for row in rows:
+        row.update(speed[row["variant"]])
+    table = format_table(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "table.md").write_text(table + "\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
