@@ -132,7 +132,9 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
         "minutes_budget": minutes, "train_wall_s": round(wall, 1),
         "params": count_params(model), "macs": count_macs(model),
         "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
-        "cue_share_ratio": ev.get("regions", {}).get("cue_share_ratio") if kwargs.get("feedback", True) else None,
+        # undefined where the weights are not used (uniform, or the global path alone)
+        "cue_share_ratio": (ev.get("regions", {}).get("cue_share_ratio")
+                            if kwargs.get("feedback", True) and kwargs.get("paths") != "global" else None),
         "cue_share_ratio_per_class": ev.get("regions", {}).get("cue_share_ratio_per_class"),
     }
     result_path.write_text(json.dumps(row, indent=2) + "\n")

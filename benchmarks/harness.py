@@ -231,6 +231,8 @@ def _bare_ort_record(path, runner, x, b, warmup, seconds, threads, log):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        # errors only: ORT warns once per node it cannot constant-fold in FP16 graphs (harmless, many lines)
+        opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

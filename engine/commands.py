@@ -134,7 +134,7 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
     write_bytes_atomic(output, data)
     layers = inspect_layers(data, version_compatible=opts.version_compatible) if caps.inspector else None
     io = {"input": {"name": graph.input_name, "shape": list(graph.input_shape)},
-          "outputs": ["logits"] + list(meta.get("explain_outputs", []))}
+          "outputs": list(graph.output_names)}
     sidecar = build_sidecar(trt_version=caps.version, gpu=gpu, jetson=jetson, onnx_path=build_from, onnx_sha256=graph.sha256,
                             meta=meta, plan=plan, opts=opts, io=io, build=facts, layers=layers, trtexec=trtexec, cache_key=key)
     write_json_atomic(sidecar_path(output), sidecar)

@@ -35,4 +35,5 @@ def graph_info(path) -> tuple[GraphInfo, dict]:
     else:
         precision = "fp32"
     meta = get_metadata(model)
-    return GraphInfo(inputs[0].name, shape, precision, sha256_file(path)), meta
+    outputs = tuple(o.name for o in model.graph.output)
+    return GraphInfo(inputs[0].name, shape, precision, sha256_file(path), outputs), meta

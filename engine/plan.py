@@ -44,6 +44,7 @@ class GraphInfo:
     input_shape: tuple  # with None/-1/str for the dynamic batch
     precision: str  # fp32 | fp16 | int8 (Q/DQ present)
     sha256: str
+    output_names: tuple = ("logits",)  # the graph's outputs, in order (a detector has its own)
 
     @property
     def dynamic_batch(self) -> bool:

@@ -101,6 +101,8 @@ class OrtRunner(Runner):
                                   f"(install onnxruntime-gpu for CUDA/TensorRT providers)")
             chain = [wanted] + (["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [])
         opts = ort.SessionOptions()
+        # errors only: ORT warns once per node it cannot constant-fold in FP16 graphs (harmless, many lines)
+        opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         try:

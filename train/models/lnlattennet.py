@@ -238,10 +238,12 @@ class LNLAttenNet(nn.Module):
         # Hard (B) or soft (B x K) targets: each sample's target repeated for its R regions.
         local = criterion(out["local_logits"].reshape(b * r, k), target.repeat_interleave(r, 0))
         if self.local_loss in ("weighted", "both"):
-            # Each local network's loss counted by its region's (batch-mean) weight: weight is pulled
-            # towards regions whose local network is right.
-            per_region = torch.stack([criterion(out["local_logits"][:, i], target) for i in range(r)])
-            weighted = (out["region_weights"].mean(0) * per_region).sum()
+            # Each local network's loss on each face counted by that face's weight for its region: a face's
+            # weight is pulled towards the regions whose local network is right about that face (plain CE
+            # here; hard B or soft B x K targets).
+            tgt = target.repeat_interleave(r, 0)
+            per_face_region = F.cross_entropy(out["local_logits"].reshape(b * r, k).float(), tgt, reduction="none").reshape(b, r)
+            weighted = (out["region_weights"] * per_face_region).sum(1).mean()
             local = weighted if self.local_loss == "weighted" else 0.5 * (local + weighted)
         loss = fused + self.global_weight * glob + self.local_weight * local
         return loss, {"fused": float(fused.detach()), "global": float(glob.detach()), "local": float(local.detach())}
