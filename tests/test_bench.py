@@ -63,9 +63,12 @@ def test_bench_results_schema_and_accuracy_equals_eval(tiny_run, tiny_onnx, tmp_
         assert q["rounds"] == 10 and q["round_ratio_q25"] <= q["round_ratio_q75"]
         assert q["resolved"] == (q["round_ratio_q25"] > 1 or q["round_ratio_q75"] < 1)
     side_by_side = (out / "report.md").read_text().split("Side by side", 1)[1]
-    for q in ratios:
-        shown = f"{q['ratio']:.3f} (per-round IQR" in side_by_side
+    for q in ratios:  # each row's own line: its spread, and a ratio only where the spread excludes 1.0
+        spread = f"per-round IQR {q['round_ratio_q25']:.3f}-{q['round_ratio_q75']:.3f} over {q['rounds']} rounds"
+        line = next(ln for ln in side_by_side.splitlines() if spread in ln and f"| {q['batch']} |" in ln)
+        shown = f"{q['ratio']:.3f} ({spread})" in line
         assert shown == q["resolved"]  # never a ratio whose spread holds 1.0
+        assert shown or "no difference beyond the spread" in line
     for name in ("report.md", "latency_distribution.png", "accuracy_vs_latency.png", "throughput_vs_batch.png"):
         assert (out / name).is_file()
     assert "| tiny.onnx | onnxruntime | fp32 | 1 |" in (out / "report.md").read_text()
