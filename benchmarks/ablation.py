@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fertrt.fileio import write_json_atomic, write_text_atomic
+
 # label -> (registered model, constructor overrides)
 VARIANTS = {
     "lnlattennet": ("lnlattennet", {}),
@@ -137,7 +139,7 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
                             if kwargs.get("feedback", True) and kwargs.get("paths") != "global" else None),
         "cue_share_ratio_per_class": ev.get("regions", {}).get("cue_share_ratio_per_class"),
     }
-    result_path.write_text(json.dumps(row, indent=2) + "\n")
+    write_json_atomic(result_path, row)
     return row
 
 
@@ -188,8 +190,8 @@ def main(argv=None):
         row.update(speed[row["variant"]])
     table = format_table(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "table.md").write_text(table + "\n")
+    write_json_atomic(out / "results.json", rows)
+    write_text_atomic(out / "table.md", table + "\n")
     print("\n" + table)
 
 
