@@ -1,7 +1,7 @@
 """Measure LNLAttenNet's design, not just the model: its parts switched off one at a time, next to
 a plain ResNet-18 and a MobileNetV3-small-like edge baseline, trained the same way in one run.
 
-    python -m fertrt.benchmarks.ablation [--data synth synth:6000:hard] [--epochs 10] [--minutes 6]
+    python -m fertrt.benchmarks.ablation [--data synth synth:6000:hard] [--epochs 5] [--minutes 4]
                                          [--regime both|epochs|minutes] [--variants a,b,...] [-o results/ablation]
 
 Two regimes: equal epochs (every variant sees the same images the same number of times) and equal
@@ -29,6 +29,7 @@ from fertrt.fileio import write_json_atomic, write_text_atomic
 # label -> (registered model, constructor overrides)
 VARIANTS = {
     "lnlattennet": ("lnlattennet", {}),
+    "sharp_weights": ("lnlattennet", {"weight_smoothing": 0.0}),
     "no_feedback": ("lnlattennet", {"feedback": False}),
     "local_only": ("lnlattennet", {"paths": "local"}),
     "global_only": ("lnlattennet", {"paths": "global"}),
@@ -38,6 +39,7 @@ VARIANTS = {
 }
 DESCRIPTIONS = {
     "lnlattennet": "LNLAttenNet (weighted ensemble of local networks + non-local/global context)",
+    "sharp_weights": "LNLAttenNet without weight smoothing (fertrt's previous default)",
     "no_feedback": "LNLAttenNet, non-local weights not fed back (uniform 1/16)",
     "local_only": "LNLAttenNet, local part only (weighted ensemble, no context head)",
     "global_only": "LNLAttenNet, global (U-Net) path only",
@@ -71,7 +73,7 @@ def ort_latency_ms(model, repeats: int = 200) -> float:
     return float(np.median(times) * 1e3)
 
 
-def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64) -> dict:
+def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64, latency_repeats: int = 200) -> dict:
     """Training img/s (batch 64, joint loss, AdamW step) and ORT CPU batch-1 latency of each variant,
     measured side by side in one process: training steps interleaved round by round so every variant
     sees the same machine load; the median round counts."""
@@ -107,7 +109,7 @@ def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64) -> dict
                 step(*s)
             rates[label].append(steps * batch / (time.perf_counter() - t0))
     return {label: {"train_img_per_s": float(np.median(rates[label])),
-                    "ort_cpu_b1_ms": ort_latency_ms(setups[label][0])} for label in labels}
+                    "ort_cpu_b1_ms": ort_latency_ms(setups[label][0], latency_repeats)} for label in labels}
 
 
 def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float | None, seed: int = 0) -> dict:
@@ -158,11 +160,14 @@ def format_table(rows: list[dict]) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", default=["synth", "synth:6000:hard"])
-    ap.add_argument("--epochs", type=int, default=10, help="equal-epochs regime: epochs per variant")
-    ap.add_argument("--minutes", type=float, default=6.0, help="equal-wall-clock regime: training minutes per variant")
+    ap.add_argument("--epochs", type=int, default=5, help="equal-epochs regime: epochs per variant")
+    ap.add_argument("--minutes", type=float, default=4.0, help="equal-wall-clock regime: training minutes per variant")
     ap.add_argument("--regime", choices=["both", "epochs", "minutes"], default="both")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speed-batch", type=int, default=64, help="speed pass: training batch size")
+    ap.add_argument("--speed-rounds", type=int, default=3, help="speed pass: interleaved rounds (the median counts)")
+    ap.add_argument("--latency-repeats", type=int, default=200, help="speed pass: timed ORT batch-1 runs per variant")
     ap.add_argument("-o", "--out", default="results/ablation")
     args = ap.parse_args(argv)
     labels = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -171,6 +176,8 @@ def main(argv=None):
         ap.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
     if args.epochs < 1 or args.minutes <= 0:
         ap.error("--epochs must be >= 1 and --minutes > 0")
+    if min(args.speed_batch, args.speed_rounds, args.latency_repeats) < 1:
+        ap.error("--speed-batch, --speed-rounds and --latency-repeats must be >= 1")
     regimes = {"both": ["epochs", "minutes"], "epochs": ["epochs"], "minutes": ["minutes"]}[args.regime]
     out = Path(args.out)
     rows = []
@@ -185,7 +192,7 @@ def main(argv=None):
                 print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
                       + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {row['cue_share_ratio']:.2f}x"), flush=True)
     print("speed pass: training img/s and ORT CPU batch-1 latency, all variants side by side", flush=True)
-    speed = speed_pass(labels)
+    speed = speed_pass(labels, rounds=args.speed_rounds, batch=args.speed_batch, latency_repeats=args.latency_repeats)
     for row in rows:
         row.update(speed[row["variant"]])
     table = format_table(rows)

@@ -169,6 +169,7 @@ def _sample_predictions(onnx_path, out: Path) -> dict:
 
 
 def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timings, seconds) -> str:
+    from fertrt.train.evaluate import cue_region_table
 
     env = result["environment"]
     reg = ev.get("regions", {})
@@ -196,6 +197,11 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
                          f"truth), where uniform weights would put {reg['cue_uniform_share']:.3f}; 1.0x means no preference, above 1 "
                          f"means the weights favour the crucial regions. Per class: {per_class}.")
             lines.append("")
+            table = cue_region_table(reg, ev["class_names"], markdown=True)
+            if table:
+                lines += ["Per class and cue region: the weight on that cue's cells over their uniform share (* marks the "
+                          "region each class weights most; synth's happiness moves the mouth most, anger and sadness the "
+                          "brows, disgust the nose):", ""] + table + [""]
     lines += ["## Latency and throughput", "", (Path(out / "bench" / "report.md").read_text().split("\n", 2)[2]), ""]
     lines += ["Plots: ![latency](bench/latency_distribution.png) ![pareto](bench/accuracy_vs_latency.png) "
               "![throughput](bench/throughput_vs_batch.png)", ""]

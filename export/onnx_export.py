@@ -85,7 +85,7 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
     output = check_output(output, overwrite=opts.force, inputs=(checkpoint,), option="-o")
     model, ckpt = load_model(checkpoint)
     pre = model.default_cfg.preprocess
-    if opts.explain and not hasattr(model, "explain"):
+    if opts.explain and not (hasattr(model, "explain") and getattr(model, "has_region_weights", True)):
         raise FertrtError(f"--explain: model {ckpt['model_name']!r} has no region weights to export")
     module = export_module(model, opts.explain)
     output_names = ["logits", "region_weights"] if opts.explain else ["logits"]

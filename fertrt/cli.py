@@ -122,7 +122,7 @@ def _train(p):
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="default 10 (about 7.5 min for lnlattennet on synth with 2 CPU cores); with --resume: the run's own")
     p.add_argument("--minutes", type=positive_float, default=None,
-                   help="wall-clock budget, counted over resumes too; epochs are fitted to it after the first")
+                   help="wall-clock budget, counted over resumes too; epochs are fitted to it after each epoch")
     p.add_argument("--batch-size", type=int_range(1, MAX_TRAIN_BATCH), default=64)
     p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--weight-decay", type=nonneg_float, default=0.05)

@@ -184,3 +184,23 @@ def test_sensitivity_ranks_a_damaged_layer_first(tiny_onnx, tmp_path):
     assert (tmp_path / "sens.json").is_file()
     if report["suggested_exclude"] is not None:
         assert layer in report["suggested_exclude"] or not report["suggested_exclude"]
+
+
+def test_explain_needs_region_weights(tmp_path):
+    """The global-path ablation has no region weights: --explain says so instead of failing inside the export."""
+    import torch
+
+    from fertrt.train.checkpoint import save_checkpoint
+    from fertrt.train.models import create_model
+
+    model = create_model("lnlattennet", paths="global").eval()
+    names = list(model.default_cfg.class_names)
+    save_checkpoint(tmp_path / "g.pt", {"model_name": "lnlattennet", "model_kwargs": {"paths": "global"},
+                                        "model_config": model.default_cfg.to_dict(), "class_names": names,
+                                        "data_spec": TINY_SPEC, "state_dict": model.state_dict()})
+    with pytest.raises(FertrtError, match="no region weights"):
+        export_checkpoint(tmp_path / "g.pt", tmp_path / "g.onnx", ExportOptions(explain=True), log=lambda *a: None)
+    assert not (tmp_path / "g.onnx").exists()
+    export_checkpoint(tmp_path / "g.pt", tmp_path / "g.onnx", ExportOptions(), log=lambda *a: None)
+    assert [o.name for o in onnx.load(str(tmp_path / "g.onnx")).graph.output] == ["logits"]
+    assert torch.is_tensor(model(torch.zeros(1, 3, 112, 112)))

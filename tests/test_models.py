@@ -108,9 +108,30 @@ def test_lnlattennet_weights_decide_the_ensemble():
     finally:
         handle.remove()
     c = model.local_head_w.shape[1]
-    expected = out["local_logits"][:, :, 3] + z_seen["z"] @ model.context_head.weight[3, :c]
+    # the smoothed weights (1 - eps) * w + eps / R decide, so each slope is scaled by 1 - eps
+    expected = (1 - model.weight_smoothing) * (out["local_logits"][:, :, 3] + z_seen["z"] @ model.context_head.weight[3, :c])
+    assert model.weight_smoothing == 0.4
     assert torch.allclose(w.grad, expected.detach(), atol=1e-5)
     assert out["local_logits"][:, :, 3].abs().sum() > 0
+
+
+def test_lnlattennet_weight_smoothing_floors_every_region():
+    """Smoothed weights: every local network keeps at least eps/R of the vote, the rest follows the non-local
+    scores, and the 16 weights still sum to 1; eps = 0 gives the plain softmax."""
+    torch.manual_seed(0)
+    sharp = create_model("lnlattennet", weight_smoothing=0.0).eval()
+    smooth = create_model("lnlattennet", weight_smoothing=0.4).eval()
+    smooth.load_state_dict(sharp.state_dict())
+    x = _input(sharp, batch=3)
+    w0, w1 = sharp.explain(x)["region_weights"], smooth.explain(x)["region_weights"]
+    assert torch.allclose(w1, 0.6 * w0 + 0.4 / 16, atol=1e-6)
+    assert (w1 >= 0.4 / 16 - 1e-7).all() and torch.allclose(w1.sum(1), torch.ones(3), atol=1e-5)
+    assert sharp.design_kwargs == {"weight_smoothing": 0.0} and smooth.design_kwargs == {"weight_smoothing": 0.4}
+    for bad in (1.0, -0.1, True, "0.4", float("nan")):
+        with pytest.raises(FertrtError, match="weight_smoothing"):
+            create_model("lnlattennet", weight_smoothing=bad)
+    with pytest.raises(FertrtError, match="local_loss"):
+        create_model("lnlattennet", local_loss="sum")
 
 
 def test_lnlattennet_without_feedback_has_uniform_weights():
@@ -123,15 +144,29 @@ def test_lnlattennet_without_feedback_has_uniform_weights():
 
 @pytest.mark.parametrize("paths", ["local", "global"])
 def test_lnlattennet_ablation_paths(paths):
+    """An ablation removes the other part from the network and from the loss, not only from the decision."""
     torch.manual_seed(0)
+    full = create_model("lnlattennet")
     model = create_model("lnlattennet", paths=paths).eval()
     x = _input(model)
     out = model(x, return_aux=True)
+    names = {n.split(".")[0] for n, _ in model.named_parameters()}
     if paths == "global":
         assert torch.equal(out["logits"], out["global_logits"])
+        assert "region_weights" not in out and not model.has_region_weights
+        assert names == {"unet", "global_head"}
     else:
         ens = (out["local_logits"] * out["region_weights"].unsqueeze(-1)).sum(1)
         assert torch.allclose(out["logits"], ens, atol=1e-6)
+        assert "global_logits" not in out and "global_head" not in names and "context_head" not in names
+    assert count_params(model) < count_params(full)
+    model.train()
+    loss, parts = model.joint_loss(model(x, return_aux=True), torch.tensor([0, 1]), torch.nn.functional.cross_entropy)
+    loss.backward()
+    assert set(parts) == ({"fused"} if paths == "global" else {"fused", "local"})
+    assert all(p.grad is not None for p in model.parameters())  # every part left is trained
+    with pytest.raises(FertrtError, match="fusion='ensemble'"):
+        create_model("lnlattennet", paths=paths, fusion="concat")
 
 
 def test_lnlattennet_size_class():

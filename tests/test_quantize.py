@@ -128,9 +128,28 @@ def test_onnxruntime_target_keeps_todays_layout(int8_pair):
 
 
 def test_fp16_agrees(tiny_onnx, tmp_path):
+    from fertrt.export.compare import load_eval_images
+    from fertrt.runtime.preprocess import preprocess
+    from fertrt.runtime.runners import open_runner, run_batched
+
     out = quantize_fp16(tiny_onnx, tmp_path / "fp16.onnx", **quiet)
     rep = compare_models([tiny_onnx, out], TINY_SPEC, limit=1000, **quiet)
-    assert rep["models"][1]["agreement"] >= 0.999 and rep["models"][1]["finite"]
+    fp16 = rep["models"][1]
+    # FP16 rounding moves these logits (|z| < 10) by about 1e-2 at most (measured 0.010); a prediction may flip
+    # only on a near-tie (one of 500 did, at an FP32 top-2 margin of 0.0017), so the bar is on the logit error
+    # and on where the flips happen, not on an exact count of near-ties
+    assert fp16["finite"] and fp16["max_abs_diff"] < 0.05 and fp16["agreement"] >= 0.99, fp16
+    runners = [open_runner(tiny_onnx), open_runner(out)]
+    try:
+        images, _, _, _ = load_eval_images(TINY_SPEC, runners[0].preprocess, "test", 1000)
+        x = preprocess(images, runners[0].preprocess)
+        ref, half = (run_batched(r, x, 64) for r in runners)
+    finally:
+        for r in runners:
+            r.close()
+    top2 = np.sort(ref, 1)[:, -2:]
+    flipped = ref.argmax(1) != half.argmax(1)
+    assert ((top2[:, 1] - top2[:, 0])[flipped] <= 2 * fp16["max_abs_diff"]).all()
     assert get_metadata(onnx.load(str(out)))["precision"] == "fp16"
 
 

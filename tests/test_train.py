@@ -102,17 +102,20 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_ddp_on_cpu(tmp_path):
-    """The same command under torchrun: two processes, DistributedDataParallel over gloo, rank 0 writes."""
+    """The same command under torchrun: two processes, DistributedDataParallel over gloo, rank 0 writes; the
+    ranks agree on the epochs a --minutes budget fits (they would wait on each other forever otherwise)."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     fertrt = os.path.join(os.path.dirname(sys.executable), "fertrt")
     if not (os.path.exists(torchrun) and os.path.exists(fertrt)):
         pytest.skip("torchrun or the fertrt console script is not installed beside this Python")
     out = tmp_path / "ddp"
     r = subprocess.run([torchrun, "--nproc-per-node", "2", fertrt, "train", "--model", "lnlattennet", "--data", "synth:128:easy",
-                        "-o", str(out), "--epochs", "1", "--batch-size", "16"], capture_output=True, text=True, timeout=300, cwd=REPO)
+                        "-o", str(out), "--epochs", "3", "--minutes", "0.001", "--batch-size", "16"], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("done: best val accuracy") == 1  # only rank 0 reports
-    assert read_checkpoint(out / "last.pt")["epoch"] == 0
+    ckpt = read_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 0 and ckpt["schedule"]["epochs"] == 1
 
 
 # ---------------------------------------------------------------- never lose a run, never report what is not on disk
@@ -215,3 +218,37 @@ def test_no_val_split_holds_out_part_of_train_never_test():
     small = DataSource("rafdb:/x", "rafdb", names, {"train": tr.subset(range(10)), "test": te})
     with pytest.raises(FertrtError, match="no val split and only 10 training images"):
         _train_val(small, seed=0)
+
+
+def test_budget_refit_only_lowers_the_epoch_count():
+    from fertrt.train.trainer import fit_epochs
+
+    assert fit_epochs(30, 1, 15.0, 345.0) == 24  # first fit: 1 done + 23 more of 15 s in the 345 s left
+    assert fit_epochs(24, 5, 15.0, 300.0) == 24  # on pace: unchanged, never raised past the fitted count
+    assert fit_epochs(24, 5, 30.0, 200.0) == 11  # the machine got busier: 6 more epochs of 30 s fit
+    assert fit_epochs(24, 5, 30.0, -10.0) == 5  # budget spent: stop after the epoch just done
+    assert fit_epochs(3, 1, 0.0, 100.0) == 3  # a zero epoch time is no division error
+
+
+@pytest.mark.parametrize("old_kwargs", [{"fusion": "concat", "weight_smoothing": 0.0}, {"weight_smoothing": 0.0}])
+def test_checkpoints_from_before_a_design_default_changed_load_as_trained(tmp_path, old_kwargs):
+    """An LNLAttenNet checkpoint written before `fusion` or `weight_smoothing` existed holds no such argument:
+    it must be rebuilt as it was trained (concatenation, unsmoothed weights), not with today's defaults."""
+    from fertrt.train.checkpoint import load_model, save_checkpoint
+    from fertrt.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lnlattennet", **old_kwargs).eval()
+    save_checkpoint(tmp_path / "old.pt", {"model_name": "lnlattennet", "model_kwargs": {},
+                                          "model_config": model.default_cfg.to_dict(), "class_names": list(model.default_cfg.class_names),
+                                          "data_spec": "synth", "state_dict": model.state_dict()})
+    loaded, _ = load_model(tmp_path / "old.pt")
+    assert loaded.fusion == old_kwargs.get("fusion", "ensemble") and loaded.weight_smoothing == 0.0
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_run_records_the_design_it_was_trained_with(tiny_run):
+    run, _ = tiny_run
+    assert read_checkpoint(run / "best.pt")["model_kwargs"]["weight_smoothing"] == 0.4

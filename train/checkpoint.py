@@ -107,19 +107,27 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
+def checkpoint_model_kwargs(ckpt: dict) -> dict:
+    """The constructor arguments that rebuild the checkpoint's model. LNLAttenNet checkpoints written before
+    a design argument existed get the value they were trained with, not today's default."""
+    kwargs = ckpt.get("model_kwargs", {})
+    kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
+    if str(ckpt.get("model_name", "")).startswith("lnlattennet"):
+        if "fusion" not in kwargs and "classifier.weight" in ckpt.get("state_dict", {}):
+            kwargs["fusion"] = "concat"  # trained before the weighted-ensemble fusion (fertrt 0.1)
+        kwargs.setdefault("weight_smoothing", 0.0)  # trained before the weights were smoothed (every later run saves it)
+    return kwargs
+
+
 def load_model(path):
     """Checkpoint -> (eval-mode model with its default_cfg, checkpoint dict)."""
     from fertrt.train.models import create_model
 
     ckpt = read_checkpoint(path)
     cfg = ckpt["model_config"]
-    kwargs = ckpt.get("model_kwargs", {})
-    if (str(ckpt.get("model_name", "")).startswith("lnlattennet") and isinstance(kwargs, dict) and "fusion" not in kwargs
-            and "classifier.weight" in ckpt.get("state_dict", {})):
-        kwargs = {**kwargs, "fusion": "concat"}  # trained before the weighted-ensemble fusion (fertrt 0.1)
+    kwargs = checkpoint_model_kwargs(ckpt)
     try:
-        model = create_model(ckpt["model_name"], num_classes=cfg["num_classes"], class_names=cfg["class_names"],
-                             **(kwargs if isinstance(kwargs, dict) else {}))
+        model = create_model(ckpt["model_name"], num_classes=cfg["num_classes"], class_names=cfg["class_names"], **kwargs)
     except (TypeError, ValueError) as exc:  # model_kwargs the model does not take
         raise FertrtError(f"{path}: model {ckpt['model_name']!r} cannot be built from the checkpoint's "
                           f"model_kwargs {safe(kwargs)} ({safe(exc)})") from exc

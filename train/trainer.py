@@ -22,7 +22,7 @@ from fertrt.metrics import summarize
 from fertrt.runtime.preprocess import normalize, prepare_images
 
 from .augment import AugmentConfig, augment_batch, random_erasing
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_model_kwargs, read_checkpoint, save_checkpoint
 
 DEFAULT_EPOCHS = 10
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "confusion_val.png")  # what a training run writes into its folder
@@ -34,7 +34,7 @@ class TrainConfig:
     data: str = "synth"
     out: str = "runs/train"
     epochs: int | None = None  # None: 10 for a new run, the run's own count for --resume
-    minutes: float | None = None  # wall-clock budget (over all resumes); epochs are fitted to it after the first epoch
+    minutes: float | None = None  # wall-clock budget (over all resumes); epochs fitted to it after each epoch
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -150,6 +150,12 @@ def _setup_distributed():
     return rank, world, local
 
 
+def fit_epochs(epochs: int, done: int, per_epoch: float, seconds_left: float) -> int:
+    """Epochs that fit a wall-clock budget: `done` so far at `per_epoch` seconds each, `seconds_left` of the
+    budget, never more than `epochs` (so a refit only lowers the count) nor fewer than `done`."""
+    return max(done, min(epochs, done + int(max(seconds_left, 0.0) // max(per_epoch, 1e-9))))
+
+
 def _lr_lambda(state):
     def fn(step):
         warm, total = state["warmup_steps"], state["total_steps"]
@@ -245,7 +251,7 @@ def _train(cfg: TrainConfig, log=print) -> dict:
             raise FertrtError(f"{last_path}: was trained as {resume_ckpt['model_name']!r}, not {cfg.model!r}")
         if resume_ckpt["data_spec"] != cfg.data:
             raise FertrtError(f"{last_path}: was trained on {resume_ckpt['data_spec']!r}, not {cfg.data!r}")
-        kwargs = resume_ckpt.get("model_kwargs", kwargs)
+        kwargs = checkpoint_model_kwargs(resume_ckpt)
 
     size = kwargs.get("input_size", default.preprocess.input_size)
     size = size if isinstance(size, int) else size[0]
@@ -264,6 +270,8 @@ def _train(cfg: TrainConfig, log=print) -> dict:
             f"(ready in {time.perf_counter() - t_data:.1f}s)")
 
     model = create_model(cfg.model, num_classes=num_classes, class_names=data.class_names, **kwargs)
+    # saved with the run, so a later change of these defaults cannot change what this model computes
+    kwargs = {**getattr(model, "design_kwargs", {}), **kwargs}
     pre = model.default_cfg.preprocess
     model.to(device)
     if device.startswith("cuda") and cfg.channels_last:
@@ -383,16 +391,25 @@ def _train(cfg: TrainConfig, log=print) -> dict:
                        "epoch_seconds": train_time, "images_per_second": seen / train_time,
                        "skipped_images": train_collate.dropped + pred["dropped"]}
             history.append(metrics)
-        if cfg.minutes and epoch == start_epoch:
+        if cfg.minutes:
             # Fit the number of epochs (and the cosine schedule) to what is left of the wall-clock budget;
-            # before the checkpoint is written, so that a resumed run keeps the fitted count.
-            per_epoch = time.perf_counter() - t_start
-            left = cfg.minutes * 60 - spent_before - per_epoch
-            fitted = max(epoch + 1, min(epochs, epoch + 1 + int(left // per_epoch)))
+            # before the checkpoint is written, so that a resumed run keeps the fitted count. Refitted after
+            # every epoch from the mean epoch time so far, shrinking only: a machine that gets busier
+            # later cuts epochs instead of running past the budget.
+            elapsed = time.perf_counter() - t_start
+            per_epoch = elapsed / (epoch + 1 - start_epoch)
+            fitted = fit_epochs(epochs, epoch + 1, per_epoch, cfg.minutes * 60 - spent_before - elapsed)
+            if world > 1:  # every rank must stop at the same epoch: the slowest rank's fit counts
+                count = torch.tensor([fitted], device=device)
+                torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
+                fitted = int(count.item())
             if fitted != epochs:
+                if is_main and epoch > start_epoch:
+                    log(f"time budget {cfg.minutes:g} min: epochs now take {per_epoch:.0f}s on average -> {fitted} epochs "
+                        f"instead of {epochs}")
                 epochs = fitted
                 sched_state["total_steps"] = epochs * steps_per_epoch
-            if is_main:
+            if is_main and epoch == start_epoch:
                 log(f"time budget {cfg.minutes:g} min ({spent_before / 60:.1f} min used before this session): "
                     f"{per_epoch:.0f}s per epoch -> {epochs} epochs")
         if is_main:
