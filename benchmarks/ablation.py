@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from fertrt.errors import FertrtError
 from fertrt.fileio import write_json_atomic, write_text_atomic
+from fertrt.text import safe
 
 # label -> (registered model, constructor overrides)
 VARIANTS = {
@@ -113,26 +116,32 @@ def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64, latency
 
 
 def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float | None, seed: int = 0) -> dict:
-    from fertrt.train.checkpoint import load_model
+    from fertrt.train.checkpoint import checkpoint_model_kwargs, load_model, read_checkpoint
     from fertrt.train.commands import run_eval
-    from fertrt.train.models import count_macs, count_params
+    from fertrt.train.models import count_macs, count_params, create_model
     from fertrt.train.trainer import TrainConfig, train
 
     model_name, kwargs = VARIANTS[label]
+    # the variant's whole design, defaults included: a folder made by another fertrt design is not reused under this label
+    design = {**getattr(create_model(model_name, **kwargs), "design_kwargs", {}), **kwargs}
     result_path = out / "ablation_result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        row = json.loads(result_path.read_text())
+        _check_design(row.get("model_kwargs") or {}, design, result_path)
+        return row
     out.mkdir(parents=True, exist_ok=True)
     quiet = lambda *a, **k: None  # noqa: E731
     resume = (out / "last.pt").is_file()
+    if resume:
+        _check_design(checkpoint_model_kwargs(read_checkpoint(out / "last.pt")), design, out / "last.pt")
     t0 = time.perf_counter()
     res = train(TrainConfig(model=model_name, data=data, out=str(out), epochs=epochs, minutes=minutes, seed=seed,
                             model_kwargs=dict(kwargs), resume=resume), log=quiet)
     wall = time.perf_counter() - t0
     ev = run_eval(out / "best.pt", None, "test", out / "eval", log=quiet)
-    model, _ = load_model(out / "best.pt")
+    model, ckpt = load_model(out / "best.pt")
     row = {
-        "variant": label, "model": model_name, "model_kwargs": kwargs, "data": data, "epochs": res["epochs"],
+        "variant": label, "model": model_name, "model_kwargs": checkpoint_model_kwargs(ckpt), "data": data, "epochs": res["epochs"],
         "minutes_budget": minutes, "train_wall_s": round(wall, 1),
         "params": count_params(model), "macs": count_macs(model),
         "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
@@ -143,6 +152,13 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
     }
     write_json_atomic(result_path, row)
     return row
+
+
+def _check_design(found: dict, design: dict, where: Path) -> None:
+    differs = {k: (found.get(k, "unset"), v) for k, v in design.items() if found.get(k, "unset") != v}
+    if differs:
+        raise FertrtError(f"{where}: made with another design ({', '.join(f'{k}={a!r}, expected {b!r}' for k, (a, b) in differs.items())}); "
+                          f"delete {where.parent} to retrain it")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -186,8 +202,12 @@ def main(argv=None):
             for label in labels:
                 folder = out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min") / label
                 print(f"[{data} | {regime}] {label}: {DESCRIPTIONS[label]}", flush=True)
-                row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
-                                  minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
+                try:
+                    row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
+                                      minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
+                except FertrtError as exc:
+                    print(f"error: {safe(str(exc))}", file=sys.stderr)
+                    raise SystemExit(2) from None
                 rows.append(row)
                 print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
                       + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {row['cue_share_ratio']:.2f}x"), flush=True)

@@ -169,7 +169,7 @@ def _sample_predictions(onnx_path, out: Path) -> dict:
 
 
 def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timings, seconds) -> str:
-    from fertrt.train.evaluate import cue_region_table
+    from fertrt.train.evaluate import cue_region_table, format_ratio
 
     env = result["environment"]
     reg = ev.get("regions", {})
@@ -191,7 +191,7 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
                   "weight in units of the uniform weight 1/16): ![regions](eval/eval_test_region_overlay.png)", "",
                   "Single test faces with their own weights: ![examples](eval/eval_test_region_examples.png)", ""]
         if "cue_weight_share" in reg:
-            per_class = ", ".join(f"{n} {r:.2f}x" for n, r in zip(ev["class_names"], reg.get("cue_share_ratio_per_class", [])))
+            per_class = ", ".join(f"{n} {format_ratio(r)}" for n, r in zip(ev["class_names"], reg.get("cue_share_ratio_per_class", [])))
             lines.append(f"Cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of "
                          f"their total on the cells that hold the face's cues (brows, eyes, nose, mouth, from the generator's ground "
                          f"truth), where uniform weights would put {reg['cue_uniform_share']:.3f}; 1.0x means no preference, above 1 "

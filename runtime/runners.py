@@ -163,7 +163,8 @@ class TorchRunner(Runner):
         self.torch = torch
         self.device = device
         self.model = model.to(device)
-        self.has_explain = hasattr(model, "explain")
+        # region weights only where the model has them (LNLAttenNet's global-path ablation has none)
+        self.has_explain = hasattr(model, "explain") and getattr(model, "has_region_weights", True)
 
     def infer(self, batch):
         x = self.torch.from_numpy(self._check_batch(batch)).to(self.device)

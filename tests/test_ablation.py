@@ -42,3 +42,16 @@ def test_suite_trains_each_variant_and_reuses_finished_runs(tmp_path, torch_thre
     assert best.stat().st_mtime_ns == stamp
     again = json.loads((out / "results.json").read_text())
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+
+
+def test_a_folder_made_by_another_design_is_not_reused_under_the_label(tmp_path, capsys):
+    """A finished run from before weight smoothing (weight_smoothing 0) must not be reported as today's lnlattennet."""
+    folder = tmp_path / "abl" / "synth_96_easy" / "1ep" / "lnlattennet"
+    folder.mkdir(parents=True)
+    (folder / "ablation_result.json").write_text(json.dumps({"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.0}}))
+    with pytest.raises(SystemExit) as exc:
+        ablation.main(["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs", "--variants", "lnlattennet",
+                       "-o", str(tmp_path / "abl")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ablation_result.json: made with another design (weight_smoothing=0.0, expected 0.4)" in err and "delete" in err

@@ -87,7 +87,6 @@ def test_interleaved_overhead_shows_a_ratio_only_beyond_the_spread():
     slow = interleaved_overhead(lambda: spin(4e-4), lambda: spin(2e-4), warmup=1, seconds=0.4)
     assert slow["resolved"] and 1.5 < slow["ratio"] < 2.6  # twice the work: a clear effect, shown
     assert _ratio_text(slow).startswith(f"{slow['ratio']:.3f} (per-round IQR")
-    assert slow["round_ratio_q25"] <= slow["ratio"] <= slow["round_ratio_q75"]  # the figure lies inside its own spread
     same = {"ratio": 1.004, "round_ratio_q25": 0.97, "round_ratio_q75": 1.05, "rounds": 10, "resolved": False}
     assert _ratio_text(same) == "no difference beyond the spread (per-round IQR 0.970-1.050 over 10 rounds)"
 

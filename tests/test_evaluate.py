@@ -67,6 +67,10 @@ def test_cue_region_ratios_per_class_follow_the_weights():
     assert reg["cue_region_names"] == ["brows", "eyes", "nose", "mouth"]
     assert np.allclose(ratios[1], [0.32, 0.32, 0.32, 5.76]) and np.allclose(ratios[6], [5.76, 5.76, 0.32, 0.32])
     assert np.isnan(ratios[0]).all()
+    no_mouth = boxes.copy()
+    no_mouth[:, 3] = 0  # a cue with no cell anywhere: its ratio is undefined, not 0.00x
+    ratios = np.array(region_analysis(w, labels, 7, no_mouth, (112, 112))["cue_region_ratio_per_class"])
+    assert np.isnan(ratios[1, 3]) and np.allclose(ratios[1, :3], 0.32)
     table = cue_region_table(reg, ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"], markdown=True)
     assert table[0] == "| class | brows | eyes | nose | mouth |" and table[3] == "| happiness | 0.32x | 0.32x | 0.32x | 5.76x* |"
     assert table[2] == "| neutral | - | - | - | - |"

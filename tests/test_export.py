@@ -187,7 +187,8 @@ def test_sensitivity_ranks_a_damaged_layer_first(tiny_onnx, tmp_path):
 
 
 def test_explain_needs_region_weights(tmp_path):
-    """The global-path ablation has no region weights: --explain says so instead of failing inside the export."""
+    """The global-path ablation has no region weights: --explain says so instead of failing inside the export,
+    and the PyTorch runner returns its logits alone."""
     import torch
 
     from fertrt.train.checkpoint import save_checkpoint
@@ -197,7 +198,16 @@ def test_explain_needs_region_weights(tmp_path):
     names = list(model.default_cfg.class_names)
     save_checkpoint(tmp_path / "g.pt", {"model_name": "lnlattennet", "model_kwargs": {"paths": "global"},
                                         "model_config": model.default_cfg.to_dict(), "class_names": names,
-                                        "data_spec": TINY_SPEC, "state_dict": model.state_dict()})
+                                        "data_spec": TINY_SPEC, "state_dict": model.state_dict(),
+                                        "preprocess": model.default_cfg.preprocess.to_dict()})
+    from fertrt.runtime.runners import open_runner
+
+    runner = open_runner(tmp_path / "g.pt")
+    try:
+        out = runner.infer_outputs(np.zeros((2, 3, 112, 112), np.float32))
+    finally:
+        runner.close()
+    assert set(out) == {"logits"} and out["logits"].shape == (2, 7)
     with pytest.raises(FertrtError, match="no region weights"):
         export_checkpoint(tmp_path / "g.pt", tmp_path / "g.onnx", ExportOptions(explain=True), log=lambda *a: None)
     assert not (tmp_path / "g.onnx").exists()

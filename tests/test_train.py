@@ -252,3 +252,19 @@ def test_checkpoints_from_before_a_design_default_changed_load_as_trained(tmp_pa
 def test_a_run_records_the_design_it_was_trained_with(tiny_run):
     run, _ = tiny_run
     assert read_checkpoint(run / "best.pt")["model_kwargs"]["weight_smoothing"] == 0.4
+
+
+def test_resuming_a_run_from_before_weight_smoothing_keeps_its_design(tmp_path):
+    """--resume of a run whose last.pt predates `weight_smoothing` (no such key) continues it unsmoothed."""
+    from fertrt.train.checkpoint import save_checkpoint
+
+    cfg = dict(model="lnlattennet", data="synth:64:easy", out=str(tmp_path), batch_size=32)
+    train(TrainConfig(epochs=1, model_kwargs={"weight_smoothing": 0.0}, **cfg), log=lambda *a: None)
+    old = read_checkpoint(tmp_path / "last.pt")
+    old["model_kwargs"] = {}  # as written before the argument existed
+    save_checkpoint(tmp_path / "last.pt", old)
+    train(TrainConfig(epochs=2, resume=True, **cfg), log=lambda *a: None)
+    resumed = read_checkpoint(tmp_path / "last.pt")
+    assert resumed["epoch"] == 1 and resumed["model_kwargs"]["weight_smoothing"] == 0.0
+    model, _ = load_model(tmp_path / "last.pt")
+    assert model.weight_smoothing == 0.0

@@ -46,7 +46,7 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
 
     from .checkpoint import load_model
     from .evaluate import evaluate
-    from .evaluate import class_mean_faces, cue_region_table, example_faces
+    from .evaluate import class_mean_faces, cue_region_table, example_faces, format_ratio
     from .plots import plot_confusion, plot_region_examples, plot_region_heatmaps, plot_region_overlays
 
     model, ckpt = load_model(checkpoint)
@@ -83,7 +83,7 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
             log(f"  cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of their "
                 f"total on the regions that hold the face's cues (brows, eyes, nose, mouth), uniform weights would put "
                 f"{reg['cue_uniform_share']:.3f} there (1.0x = no preference, above 1 = weight on the crucial regions)")
-            log("  per class: " + "  ".join(f"{n} {r:.2f}x" for n, r in zip(data.class_names, reg["cue_share_ratio_per_class"])))
+            log("  per class: " + "  ".join(f"{n} {format_ratio(r)}" for n, r in zip(data.class_names, reg["cue_share_ratio_per_class"])))
             log("  per class and cue region (weight on that cue's cells over their uniform share; * = the region the class "
                 "weights most):")
             for line in cue_region_table(reg, data.class_names):

@@ -6,9 +6,9 @@ import numpy as np
 from fertrt.metrics import summarize
 from fertrt.text import safe
 
+from .data.synth import CUE_REGIONS  # the cue boxes `synth` records per face, in this order
 
-# The cue boxes `synth` records per face, in this order (train/data/synth.py CUE_REGIONS).
-CUE_REGION_NAMES = ("brows", "eyes", "nose", "mouth")
+
 
 
 def cue_cells_per_box(cue_boxes: np.ndarray, input_size, grid: int, min_cover: float = 0.3, min_hold: float = 0.2) -> np.ndarray:
@@ -33,6 +33,11 @@ def cue_cells_per_box(cue_boxes: np.ndarray, input_size, grid: int, min_cover: f
 def cue_cells(cue_boxes: np.ndarray, input_size, grid: int) -> np.ndarray:
     """N x B x 4 cue boxes (pixels) -> N x grid*grid bool: the cells that belong to any cue (cue_cells_per_box)."""
     return cue_cells_per_box(cue_boxes, input_size, grid).any(1)
+
+
+def _ratio(share, uniform):
+    share, uniform = np.asarray(share, np.float64), np.asarray(uniform, np.float64)
+    return np.where(uniform > 0, share / np.where(uniform > 0, uniform, 1.0), np.nan)
 
 
 def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, cue_boxes=None, input_size=None, grid=4) -> dict:
@@ -65,13 +70,18 @@ def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, c
         region_uniform = per_box.sum(2) / r
         for k in range(num_classes):
             m = labels == k
-            if m.any():
-                per_class_ratio[k] = share[m].mean() / max(uniform_share[m].mean(), 1e-9)
-                per_region_ratio[k] = region_share[m].mean(0) / np.maximum(region_uniform[m].mean(0), 1e-9)
+            if m.any():  # undefined (NaN) where the class's faces have no cell for a cue
+                per_class_ratio[k] = _ratio(share[m].mean(), uniform_share[m].mean())
+                per_region_ratio[k] = _ratio(region_share[m].mean(0), region_uniform[m].mean(0))
         result["cue_share_ratio_per_class"] = per_class_ratio.tolist()
-        result["cue_region_names"] = list(CUE_REGION_NAMES[:per_box.shape[1]])
+        result["cue_region_names"] = list(CUE_REGIONS[:per_box.shape[1]])
         result["cue_region_ratio_per_class"] = per_region_ratio.tolist()
     return result
+
+
+def format_ratio(v) -> str:
+    """A ratio over the uniform share as '1.23x'; '-' where it is undefined (NaN)."""
+    return "-" if v is None or v != v else f"{v:.2f}x"
 
 
 def cue_region_table(reg: dict, class_names, markdown: bool = False) -> list[str]:
@@ -85,7 +95,7 @@ def cue_region_table(reg: dict, class_names, markdown: bool = False) -> list[str
     for row in rows:
         finite = [v for v in row if v == v]
         top = max(finite) if finite else None
-        cells.append([("- " if v != v else f"{v:.2f}x" + ("*" if v == top else " ")) for v in row])
+        cells.append([format_ratio(v) + ("*" if v == top else " ") for v in row])
     if markdown:
         lines = ["| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         return lines + [f"| {safe(c)} | " + " | ".join(v.strip() for v in r) + " |" for c, r in zip(class_names, cells)]
