@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ DESCRIPTIONS = {
     "no_feedback": "LNLAttenNet, non-local weights not fed back (uniform 1/16)",
     "local_only": "LNLAttenNet, local part only (weighted ensemble, no context head)",
     "global_only": "LNLAttenNet, global (U-Net) path only",
-    "concat_fusion": "LNLAttenNet, first fertrt design (weights scale concatenated features)",
+    "concat_fusion": "LNLAttenNet, the first fertrt design's fusion (weights scale concatenated features), smoothed weights",
     "resnet18": "ResNet-18, no pretraining",
     "mobilenetv3_small": "MobileNetV3-small-like edge baseline",
 }
@@ -126,39 +127,72 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
     design = {**getattr(create_model(model_name, **kwargs), "design_kwargs", {}), **kwargs}
     result_path = out / "ablation_result.json"
     if result_path.is_file():
-        row = json.loads(result_path.read_text())
-        _check_design(row.get("model_kwargs") or {}, design, result_path)
+        row = _read_row(result_path)
+        _check_design(row.get("model_kwargs"), design, result_path)
         return row
     out.mkdir(parents=True, exist_ok=True)
     quiet = lambda *a, **k: None  # noqa: E731
-    resume = (out / "last.pt").is_file()
-    if resume:
-        _check_design(checkpoint_model_kwargs(read_checkpoint(out / "last.pt")), design, out / "last.pt")
+    last = out / "last.pt"
+    done, planned, spent = 0, None, 0.0
+    if last.is_file():
+        ckpt = read_checkpoint(last)
+        _check_design(checkpoint_model_kwargs(ckpt), design, last)
+        try:
+            done, planned = int(ckpt["epoch"]) + 1, int(ckpt["schedule"]["epochs"])
+            spent = float(ckpt["schedule"].get("train_seconds", 0.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FertrtError(f"{last}: not a fertrt training checkpoint ({exc.__class__.__name__}); delete {out} to retrain it") from None
+    # a run killed between its last epoch and its result file: evaluate it, do not train past its plan or budget
+    finished = planned is not None and (done >= planned if minutes is None else (done >= planned or spent >= minutes * 60))
     t0 = time.perf_counter()
-    res = train(TrainConfig(model=model_name, data=data, out=str(out), epochs=epochs, minutes=minutes, seed=seed,
-                            model_kwargs=dict(kwargs), resume=resume), log=quiet)
-    wall = time.perf_counter() - t0
+    if finished and (out / "best.pt").is_file():
+        res = {"epochs": done}
+    else:
+        # resuming under a wall-clock budget keeps the run's fitted epoch count (and so its cosine schedule)
+        res = train(TrainConfig(model=model_name, data=data, out=str(out), seed=seed, model_kwargs=dict(kwargs),
+                                epochs=None if (planned is not None and minutes is not None) else epochs,
+                                minutes=minutes, resume=planned is not None), log=quiet)
+    wall = time.perf_counter() - t0 + spent
     ev = run_eval(out / "best.pt", None, "test", out / "eval", log=quiet)
     model, ckpt = load_model(out / "best.pt")
     row = {
-        "variant": label, "model": model_name, "model_kwargs": checkpoint_model_kwargs(ckpt), "data": data, "epochs": res["epochs"],
+        "variant": label, "model": model_name, "model_kwargs": checkpoint_model_kwargs(ckpt), "data": data, "seed": seed, "epochs": res["epochs"],
         "minutes_budget": minutes, "train_wall_s": round(wall, 1),
         "params": count_params(model), "macs": count_macs(model),
         "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
-        # undefined where the weights are not used (uniform, or the global path alone)
-        "cue_share_ratio": (ev.get("regions", {}).get("cue_share_ratio")
-                            if kwargs.get("feedback", True) and kwargs.get("paths") != "global" else None),
-        "cue_share_ratio_per_class": ev.get("regions", {}).get("cue_share_ratio_per_class"),
+        "cue_share_ratio": None, "cue_share_ratio_per_class": None,
     }
+    # undefined where the weights are not used (uniform, or the global path alone)
+    if kwargs.get("feedback", True) and kwargs.get("paths") != "global" and "cue_share_ratio" in ev.get("regions", {}):
+        row["cue_share_ratio"] = ev["regions"]["cue_share_ratio"]
+        row["cue_share_ratio_per_class"] = ev["regions"].get("cue_share_ratio_per_class")
     write_json_atomic(result_path, row)
     return row
 
 
+def _read_row(path: Path) -> dict:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FertrtError(f"{path}: unreadable ({exc.__class__.__name__}); delete {path.parent} to retrain it") from None
+    if not isinstance(row, dict) or not isinstance(row.get("model_kwargs"), dict):
+        raise FertrtError(f"{path}: expected an ablation result (a JSON object with model_kwargs); delete {path.parent} to retrain it")
+    return row
+
+
 def _check_design(found: dict, design: dict, where: Path) -> None:
-    differs = {k: (found.get(k, "unset"), v) for k, v in design.items() if found.get(k, "unset") != v}
+    # both ways: an extra override in the folder (say feedback=False under the lnlattennet label) is another design too
+    differs = {k: (found.get(k, "unset"), design.get(k, "unset")) for k in {**design, **found}
+               if found.get(k, "unset") != design.get(k, "unset")}
     if differs:
         raise FertrtError(f"{where}: made with another design ({', '.join(f'{k}={a!r}, expected {b!r}' for k, (a, b) in differs.items())}); "
                           f"delete {where.parent} to retrain it")
+
+
+def format_ratio(v) -> str:
+    from fertrt.train.evaluate import format_ratio as fmt
+
+    return fmt(v)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -166,7 +200,7 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         regime = f"{r['minutes_budget']:g} min" if r.get("minutes_budget") else f"{r['epochs']} epochs"
-        cue = "-" if r.get("cue_share_ratio") is None else f"{r['cue_share_ratio']:.2f}x"
+        cue = format_ratio(r.get("cue_share_ratio"))
         ips = "-" if not r.get("train_img_per_s") else f"{r['train_img_per_s']:.0f}"
         lines.append(f"| {r['variant']} | {r['data']} | {regime} | {r['epochs']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
                      f"{r['accuracy'] * 100:.2f} % | {r['macro_f1'] * 100:.2f} % | {cue} | {ips} | {r['ort_cpu_b1_ms']:.2f} |")
@@ -180,7 +214,7 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=4.0, help="equal-wall-clock regime: training minutes per variant")
     ap.add_argument("--regime", choices=["both", "epochs", "minutes"], default="both")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="training seed; runs of a seed other than 0 go to folders named ..._seedN")
     ap.add_argument("--speed-batch", type=int, default=64, help="speed pass: training batch size")
     ap.add_argument("--speed-rounds", type=int, default=3, help="speed pass: interleaved rounds (the median counts)")
     ap.add_argument("--latency-repeats", type=int, default=200, help="speed pass: timed ORT batch-1 runs per variant")
@@ -190,8 +224,8 @@ def main(argv=None):
     unknown = [v for v in labels if v not in VARIANTS]
     if unknown:
         ap.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
-    if args.epochs < 1 or args.minutes <= 0:
-        ap.error("--epochs must be >= 1 and --minutes > 0")
+    if args.epochs < 1 or not (math.isfinite(args.minutes) and args.minutes > 0):
+        ap.error("--epochs must be >= 1 and --minutes a finite number > 0")
     if min(args.speed_batch, args.speed_rounds, args.latency_repeats) < 1:
         ap.error("--speed-batch, --speed-rounds and --latency-repeats must be >= 1")
     regimes = {"both": ["epochs", "minutes"], "epochs": ["epochs"], "minutes": ["minutes"]}[args.regime]
@@ -200,7 +234,8 @@ def main(argv=None):
     for data in args.data:
         for regime in regimes:
             for label in labels:
-                folder = out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min") / label
+                folder = (out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min")
+                          / (label if args.seed == 0 else f"{label}_seed{args.seed}"))
                 print(f"[{data} | {regime}] {label}: {DESCRIPTIONS[label]}", flush=True)
                 try:
                     row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
@@ -210,7 +245,7 @@ def main(argv=None):
                     raise SystemExit(2) from None
                 rows.append(row)
                 print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
-                      + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {row['cue_share_ratio']:.2f}x"), flush=True)
+                      + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {format_ratio(row['cue_share_ratio'])}"), flush=True)
     print("speed pass: training img/s and ORT CPU batch-1 latency, all variants side by side", flush=True)
     speed = speed_pass(labels, rounds=args.speed_rounds, batch=args.speed_batch, latency_repeats=args.latency_repeats)
     for row in rows:

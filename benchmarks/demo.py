@@ -192,15 +192,15 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
                   "Single test faces with their own weights: ![examples](eval/eval_test_region_examples.png)", ""]
         if "cue_weight_share" in reg:
             per_class = ", ".join(f"{n} {format_ratio(r)}" for n, r in zip(ev["class_names"], reg.get("cue_share_ratio_per_class", [])))
-            lines.append(f"Cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of "
+            lines.append(f"Cue share ratio {format_ratio(reg['cue_share_ratio'])}: the non-local weights put {reg['cue_weight_share']:.3f} of "
                          f"their total on the cells that hold the face's cues (brows, eyes, nose, mouth, from the generator's ground "
                          f"truth), where uniform weights would put {reg['cue_uniform_share']:.3f}; 1.0x means no preference, above 1 "
                          f"means the weights favour the crucial regions. Per class: {per_class}.")
             lines.append("")
             table = cue_region_table(reg, ev["class_names"], markdown=True)
             if table:
-                lines += ["Per class and cue region: the weight on that cue's cells over their uniform share (* marks the "
-                          "region each class weights most; synth's happiness moves the mouth most, anger and sadness the "
+                lines += ["Per class and cue region: the weight on that cue's cells over their uniform share (* marks each "
+                          "class's highest ratio; synth's happiness moves the mouth most, anger and sadness the "
                           "brows, disgust the nose):", ""] + table + [""]
     lines += ["## Latency and throughput", "", (Path(out / "bench" / "report.md").read_text().split("\n", 2)[2]), ""]
     lines += ["Plots: ![latency](bench/latency_distribution.png) ![pareto](bench/accuracy_vs_latency.png) "

@@ -120,7 +120,8 @@ def _train(p):
     _add_data_arg(p, required=False, default="synth")
     p.add_argument("-o", "--out", default="runs/train", help="run folder for checkpoints, metrics and plots")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="default 10 (about 7.5 min for lnlattennet on synth with 2 CPU cores); with --resume: the run's own")
+                   help="default 10 (lnlattennet on synth: 15-27 s per epoch on 2 CPU cores, measured on two machines); "
+                        "with --resume: the run's own")
     p.add_argument("--minutes", type=positive_float, default=None,
                    help="wall-clock budget, counted over resumes too; epochs are fitted to it after each epoch")
     p.add_argument("--batch-size", type=int_range(1, MAX_TRAIN_BATCH), default=64)
@@ -338,7 +339,7 @@ def _demo(p):
     p.add_argument("--model", default="lnlattennet")
     p.add_argument("--data", default="synth")
     p.add_argument("--epochs", type=positive_int, default=30,
-                   help="at most this many epochs (default 30: the 6-minute budget is what binds; about 20 epochs on 2 CPU cores)")
+                   help="at most this many epochs (default 30: the 6-minute budget is what binds; 13-22 epochs on 2 CPU cores, measured on two machines)")
     p.add_argument("--minutes", type=positive_float, default=6.0, help="training budget in minutes")
     p.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing the report folder")
     p.add_argument("--bench-seconds", type=float_range(0, 3600, lo_open=True), default=1.0)

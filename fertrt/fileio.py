@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -130,8 +131,21 @@ def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs=()) -> 
 
 
 def write_json_atomic(path, obj, *, overwrite: bool = True, inputs=()) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n",
-                             overwrite=overwrite, inputs=inputs)
+    """Write `obj` as JSON; NaN and infinities (an undefined ratio, say) become null, since bare NaN is not JSON."""
+    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    return write_text_atomic(path, text + "\n", overwrite=overwrite, inputs=inputs)
+
+
+def _finite_or_null(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if type(obj).__module__ == "numpy":  # np.float64 is a float (handled above); arrays and other scalars here
+        return _finite_or_null(obj.tolist()) if hasattr(obj, "tolist") else obj
+    return obj
 
 
 def _json_default(obj):

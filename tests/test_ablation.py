@@ -13,6 +13,14 @@ def test_unknown_variant_is_a_usage_error(capsys):
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("minutes", ["nan", "inf", "0"])
+def test_minutes_must_be_a_finite_positive_number(tmp_path, capsys, minutes):
+    with pytest.raises(SystemExit) as exc:
+        ablation.main(["--minutes", minutes, "-o", str(tmp_path / "abl")])
+    assert exc.value.code == 2 and "--minutes" in capsys.readouterr().err
+    assert not (tmp_path / "abl").exists()
+
+
 def test_suite_trains_each_variant_and_reuses_finished_runs(tmp_path, torch_threads):
     out = tmp_path / "abl"
     argv = ["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs",
@@ -43,6 +51,14 @@ def test_suite_trains_each_variant_and_reuses_finished_runs(tmp_path, torch_thre
     again = json.loads((out / "results.json").read_text())
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
 
+    # a run killed after its last epoch but before its result file is evaluated, not trained again
+    (best.parent / "ablation_result.json").unlink()
+    ablation.main(argv)
+    assert best.stat().st_mtime_ns == stamp
+    assert (best.parent / "ablation_result.json").is_file()
+    third = json.loads((out / "results.json").read_text())
+    assert [r["accuracy"] for r in third] == [r["accuracy"] for r in rows] and third[0]["epochs"] == 1
+
 
 def test_a_folder_made_by_another_design_is_not_reused_under_the_label(tmp_path, capsys):
     """A finished run from before weight smoothing (weight_smoothing 0) must not be reported as today's lnlattennet."""
@@ -55,3 +71,21 @@ def test_a_folder_made_by_another_design_is_not_reused_under_the_label(tmp_path,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "ablation_result.json: made with another design (weight_smoothing=0.0, expected 0.4)" in err and "delete" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.4, "feedback": false}}',
+     "made with another design (feedback=False, expected 'unset')"),  # an extra override is another design too
+    ("{not json", "ablation_result.json: unreadable"),
+    ('["a list"]', "expected an ablation result"),
+])
+def test_a_stale_or_damaged_result_file_is_a_clear_error(tmp_path, capsys, content, message):
+    folder = tmp_path / "abl" / "synth_96_easy" / "1ep" / "lnlattennet"
+    folder.mkdir(parents=True)
+    (folder / "ablation_result.json").write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        ablation.main(["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs", "--variants", "lnlattennet",
+                       "-o", str(tmp_path / "abl")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "delete" in err and "Traceback" not in err

@@ -5,7 +5,7 @@ import numpy as np
 
 from fertrt.cli import main
 from fertrt.runtime.regions import region_overlay, weights_grid
-from fertrt.train.evaluate import cue_cells, cue_cells_per_box, cue_region_table, region_analysis
+from fertrt.train.evaluate import cue_cells, cue_cells_per_box, cue_region_table, format_ratio, region_analysis
 
 
 def test_trained_weights_favour_the_cue_regions(tiny_run, tmp_path):
@@ -36,6 +36,9 @@ def test_cue_share_ratio_on_known_weights():
     res = region_analysis(on_cue, labels, 7, boxes, (112, 112))
     assert abs(res["cue_share_ratio"] - 8.0) < 1e-9  # 0.5 of the weight on 1/16 of the cells
     assert abs(res["cue_share_ratio_per_class"][1] - 8.0) < 1e-9 and np.isnan(res["cue_share_ratio_per_class"][0])
+    # no face has a cue cell: the ratio is undefined, not 0.00x
+    none = region_analysis(on_cue, labels, 7, np.zeros((2, 4, 4), np.float32), (112, 112))
+    assert np.isnan(none["cue_share_ratio"]) and format_ratio(none["cue_share_ratio"]) == "-"
 
 
 def test_a_cue_straddling_a_grid_corner_counts_in_each_cell_it_shares():

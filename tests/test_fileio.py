@@ -81,3 +81,18 @@ def test_output_lock_refuses_a_second_writer_in_another_process(tmp_path):
     assert r.stdout.strip() == "got it"
     with output_lock(tmp_path) as folder_lock:  # a folder is locked from inside
         assert folder_lock.parent == tmp_path
+
+
+def test_json_outputs_write_undefined_numbers_as_null(tmp_path):
+    import json
+    import math
+
+    import numpy as np
+
+    from fertrt.fileio import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "r.json", {"ratio": float("nan"), "per_class": np.array([1.5, np.nan]),
+                                                  "inf": np.float32("inf"), "n": np.int64(3), "rows": [(0.25, math.inf)]})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"ratio": None, "per_class": [1.5, None], "inf": None, "n": 3, "rows": [[0.25, None]]}

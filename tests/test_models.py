@@ -2,6 +2,7 @@ import io
 import re
 from contextlib import redirect_stdout
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,7 @@ def test_lnlattennet_weight_smoothing_floors_every_region():
     assert torch.allclose(w1, 0.6 * w0 + 0.4 / 16, atol=1e-6)
     assert (w1 >= 0.4 / 16 - 1e-7).all() and torch.allclose(w1.sum(1), torch.ones(3), atol=1e-5)
     assert sharp.design_kwargs == {"weight_smoothing": 0.0} and smooth.design_kwargs == {"weight_smoothing": 0.4}
+    assert create_model("lnlattennet", weight_smoothing=np.float32(0.25)).design_kwargs == {"weight_smoothing": 0.25}
     for bad in (1.0, -0.1, True, "0.4", float("nan")):
         with pytest.raises(FertrtError, match="weight_smoothing"):
             create_model("lnlattennet", weight_smoothing=bad)

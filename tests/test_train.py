@@ -268,3 +268,14 @@ def test_resuming_a_run_from_before_weight_smoothing_keeps_its_design(tmp_path):
     assert resumed["epoch"] == 1 and resumed["model_kwargs"]["weight_smoothing"] == 0.0
     model, _ = load_model(tmp_path / "last.pt")
     assert model.weight_smoothing == 0.0
+
+
+def test_a_new_run_without_epochs_trains_the_default_count(tmp_path):
+    """`fertrt train` with no --epochs (TrainConfig.epochs None) runs DEFAULT_EPOCHS and records them."""
+    from fertrt.train.trainer import DEFAULT_EPOCHS
+
+    cfg = dict(model="mobilenetv3_small", data="synth:60:easy", out=str(tmp_path / "run"), batch_size=32)
+    result = train(TrainConfig(**cfg), log=lambda *a: None)
+    assert result["epochs"] == DEFAULT_EPOCHS
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == DEFAULT_EPOCHS - 1 and ckpt["schedule"]["epochs"] == DEFAULT_EPOCHS

@@ -80,12 +80,12 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
             titles = [f"true {data.class_names[labels[r]]}\npred {data.class_names[p]}" for r, p in zip(ex_rows, pred)]
             plot_region_examples(out / f"{stem}_region_examples.png", ex_faces, res["region_weights"][ex_rows], titles)
         if "cue_weight_share" in reg:
-            log(f"  cue share ratio {reg['cue_share_ratio']:.2f}x: the non-local weights put {reg['cue_weight_share']:.3f} of their "
+            log(f"  cue share ratio {format_ratio(reg['cue_share_ratio'])}: the non-local weights put {reg['cue_weight_share']:.3f} of their "
                 f"total on the regions that hold the face's cues (brows, eyes, nose, mouth), uniform weights would put "
                 f"{reg['cue_uniform_share']:.3f} there (1.0x = no preference, above 1 = weight on the crucial regions)")
             log("  per class: " + "  ".join(f"{n} {format_ratio(r)}" for n, r in zip(data.class_names, reg["cue_share_ratio_per_class"])))
-            log("  per class and cue region (weight on that cue's cells over their uniform share; * = the region the class "
-                "weights most):")
+            log("  per class and cue region (weight on that cue's cells over their uniform share; * = the class's "
+                "highest ratio):")
             for line in cue_region_table(reg, data.class_names):
                 log(line)
     report = {k: v for k, v in res.items() if k not in ("logits", "indices", "region_weights")}

@@ -9,8 +9,6 @@ from fertrt.text import safe
 from .data.synth import CUE_REGIONS  # the cue boxes `synth` records per face, in this order
 
 
-
-
 def cue_cells_per_box(cue_boxes: np.ndarray, input_size, grid: int, min_cover: float = 0.3, min_hold: float = 0.2) -> np.ndarray:
     """N x B x 4 boxes (pixels x0, y0, x1, y1) -> N x B x grid*grid bool: the cells of each box.
 
@@ -58,7 +56,7 @@ def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, c
         result.update({
             "cue_weight_share": float(share.mean()),
             "cue_uniform_share": float(uniform_share.mean()),
-            "cue_share_ratio": float(share.mean() / max(uniform_share.mean(), 1e-9)),
+            "cue_share_ratio": float(_ratio(share.mean(), uniform_share.mean())),  # NaN: no face has a cue cell
             "mean_weight_per_cue_region": float((share / n_cells).mean()),
             "mean_weight_per_other_region": float((((1 - share) / np.maximum(r - cells.sum(1), 1))).mean()),
             "cue_regions_per_face": float(cells.sum(1).mean()),
@@ -86,10 +84,10 @@ def format_ratio(v) -> str:
 
 def cue_region_table(reg: dict, class_names, markdown: bool = False) -> list[str]:
     """Lines of the class x cue-region table of `region_analysis` (ratios over the uniform share; the
-    region each class weights most marked with *), as plain text or a markdown table."""
+    class's highest ratio marked with *), as plain text or a markdown table."""
     names = reg.get("cue_region_names") or []
     rows = reg.get("cue_region_ratio_per_class") or []
-    if not names or not rows:
+    if not names or not rows or len(rows) != len(class_names):
         return []
     cells = []
     for row in rows:

@@ -295,7 +295,8 @@ def _train(cfg: TrainConfig, log=print) -> dict:
     else:
         raise FertrtError(f"--optimizer {cfg.optimizer!r}: expected adamw or sgd")
     steps_per_epoch = len(train_loader)
-    sched_state = {"warmup_steps": max(1, int(cfg.warmup_epochs * steps_per_epoch)), "total_steps": cfg.epochs * steps_per_epoch}
+    epochs = cfg.epochs or DEFAULT_EPOCHS  # a resumed run without --epochs keeps its own (below)
+    sched_state = {"warmup_steps": max(1, int(cfg.warmup_epochs * steps_per_epoch)), "total_steps": epochs * steps_per_epoch}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(sched_state))
     use_amp = cfg.amp and device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -304,7 +305,6 @@ def _train(cfg: TrainConfig, log=print) -> dict:
         return F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
 
     start_epoch, best_acc, history = 0, -1.0, []
-    epochs = cfg.epochs or DEFAULT_EPOCHS
     spent_before = 0.0  # training seconds of earlier sessions of this run (for --minutes)
     if resume_ckpt:
         try:

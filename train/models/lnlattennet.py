@@ -71,13 +71,16 @@ Our choices (fertrt):
         receptive field is 87 of 112 pixels), so all 16 become about equally right and the target
         flattens as training goes on;
       - uniform weights (`feedback=False`, the ablation): 96.70 %.
-    `fusion="concat"` keeps the first design; `feedback=False` (uniform weights),
+    `fusion="concat"` keeps the first design's fusion (its weights are smoothed too unless
+    `weight_smoothing=0`, as the first design's were not); `feedback=False` (uniform weights),
     `weight_smoothing=0` and `paths="local"|"global"` give the ablations measured by
     benchmarks/ablation.py. `paths` removes the other part from the network and its loss (not just
     from the decision): "local" is the weighted ensemble of the local networks with their
     non-local weights (the U-Net bottleneck still feeds the weights), "global" the U-Net encoder
     with the global head on its pooled bottleneck (the decoder only serves the local part, so it
-    goes too). Checkpoints record `weight_smoothing`; older ones load with 0 (as trained).
+    goes too). Checkpoints record `weight_smoothing`; older ones load with 0 (as trained), except
+    paths="local"|"global" checkpoints from before `paths` removed the other part: their weights
+    no longer fit and loading them is refused with a clear error (retrain them).
   * The exported graph is `forward(x) -> logits`; `explain(x)` adds region weights, affinity and
     local attention maps. Only static shapes and fixed Python loops: traces cleanly, and every
     op is one TensorRT handles natively (Conv, Resize, MatMul, Softmax, Reduce).
@@ -85,6 +88,7 @@ Our choices (fertrt):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -193,7 +197,7 @@ class LNLAttenNet(nn.Module):
             raise FertrtError(f"lnlattennet: paths={paths!r}; expected one of {', '.join(PATHS)}")
         if local_loss not in LOCAL_LOSSES:
             raise FertrtError(f"lnlattennet: local_loss={local_loss!r}; expected one of {', '.join(LOCAL_LOSSES)}")
-        if isinstance(weight_smoothing, bool) or not (isinstance(weight_smoothing, (int, float)) and 0 <= weight_smoothing < 1):
+        if isinstance(weight_smoothing, bool) or not (isinstance(weight_smoothing, numbers.Real) and 0 <= weight_smoothing < 1):
             raise FertrtError(f"lnlattennet: weight_smoothing={weight_smoothing!r}; expected a number in [0, 1)")
         if paths != "both" and fusion != "ensemble":
             raise FertrtError(f"lnlattennet: paths={paths!r} is an ablation of the ensemble design; it needs fusion='ensemble'")
