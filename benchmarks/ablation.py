@@ -129,6 +129,8 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
     if result_path.is_file():
         row = _read_row(result_path)
         _check_design(row.get("model_kwargs"), design, result_path)
+        if row.get("cue_share_ratio") is None:  # rows written before the per-class ratios followed the overall one
+            row["cue_share_ratio_per_class"] = None
         return row
     out.mkdir(parents=True, exist_ok=True)
     quiet = lambda *a, **k: None  # noqa: E731
