@@ -29,6 +29,7 @@ import numpy as np
 from fertrt.errors import FertrtError
 from fertrt.fileio import write_json_atomic, write_text_atomic
 from fertrt.text import safe
+from fertrt.train.evaluate import format_ratio
 
 # label -> (registered model, constructor overrides)
 VARIANTS = {
@@ -145,7 +146,7 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
         except (KeyError, TypeError, ValueError) as exc:
             raise FertrtError(f"{last}: not a fertrt training checkpoint ({exc.__class__.__name__}); delete {out} to retrain it") from None
     # a run killed between its last epoch and its result file: evaluate it, do not train past its plan or budget
-    finished = planned is not None and (done >= planned if minutes is None else (done >= planned or spent >= minutes * 60))
+    finished = planned is not None and (done >= planned or (minutes is not None and spent >= minutes * 60))
     t0 = time.perf_counter()
     if finished and (out / "best.pt").is_file():
         res = {"epochs": done}
@@ -189,12 +190,6 @@ def _check_design(found: dict, design: dict, where: Path) -> None:
     if differs:
         raise FertrtError(f"{where}: made with another design ({', '.join(f'{k}={a!r}, expected {b!r}' for k, (a, b) in differs.items())}); "
                           f"delete {where.parent} to retrain it")
-
-
-def format_ratio(v) -> str:
-    from fertrt.train.evaluate import format_ratio as fmt
-
-    return fmt(v)
 
 
 def format_table(rows: list[dict]) -> str:
