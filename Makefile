@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/.fertrt-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,serve,dev]"
 	touch $@
 
 setup: $(BIN)/.fertrt-installed
