@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast test-device setup clean
 
 $(BIN)/.fertrt-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[train,serve,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[desktop,train,serve,dev]"
 	touch $@
 
 setup: $(BIN)/.fertrt-installed
@@ -21,6 +21,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The device half on JetPack 5.1 / 6.x Pythons (pyenv's 3.8 / 3.10; venvs cached in ~/.cache/fertrt/device-envs)
+# and the aarch64 resolution of each JetPack's documented install. Part of `make test` too.
+test-device: setup
+	$(BIN)/python -m pytest -q -m device_envs tests/test_device_envs.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

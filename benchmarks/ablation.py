@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -204,29 +203,48 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    from fertrt.cli import int_range, positive_float, positive_int
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", default=["synth", "synth:6000:hard"])
-    ap.add_argument("--epochs", type=int, default=5, help="equal-epochs regime: epochs per variant")
-    ap.add_argument("--minutes", type=float, default=4.0, help="equal-wall-clock regime: training minutes per variant")
+    ap.add_argument("--epochs", type=positive_int, default=5, help="equal-epochs regime: epochs per variant")
+    ap.add_argument("--minutes", type=positive_float, default=4.0, help="equal-wall-clock regime: training minutes per variant")
     ap.add_argument("--regime", choices=["both", "epochs", "minutes"], default="both")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    ap.add_argument("--seed", type=int, default=0, help="training seed; runs of a seed other than 0 go to folders named ..._seedN")
-    ap.add_argument("--speed-batch", type=int, default=64, help="speed pass: training batch size")
-    ap.add_argument("--speed-rounds", type=int, default=3, help="speed pass: interleaved rounds (the median counts)")
-    ap.add_argument("--latency-repeats", type=int, default=200, help="speed pass: timed ORT batch-1 runs per variant")
+    ap.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=0,
+                    help="training seed; runs of a seed other than 0 go to folders named ..._seedN")
+    ap.add_argument("--speed-batch", type=int_range(1, 4096), default=64, help="speed pass: training batch size")
+    ap.add_argument("--speed-rounds", type=int_range(1, 1000), default=3, help="speed pass: interleaved rounds (the median counts)")
+    ap.add_argument("--latency-repeats", type=int_range(1, 100000), default=200,
+                    help="speed pass: timed ORT batch-1 runs per variant")
     ap.add_argument("-o", "--out", default="results/ablation")
+    ap.add_argument("--force", action="store_true", help="replace results.json and table.md of a finished suite in OUT")
     args = ap.parse_args(argv)
     labels = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not labels:
+        ap.error(f"--variants {args.variants!r}: names no variant; expected some of {', '.join(VARIANTS)}")
     unknown = [v for v in labels if v not in VARIANTS]
     if unknown:
         ap.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
-    if args.epochs < 1 or not (math.isfinite(args.minutes) and args.minutes > 0):
-        ap.error("--epochs must be >= 1 and --minutes a finite number > 0")
-    if min(args.speed_batch, args.speed_rounds, args.latency_repeats) < 1:
-        ap.error("--speed-batch, --speed-rounds and --latency-repeats must be >= 1")
+    return args, labels
+
+
+def main(argv=None):
+    args, labels = parse_args(argv)
+    try:
+        _run_suite(args, labels)
+    except FertrtError as exc:
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run_suite(args, labels):
+    from fertrt.fileio import check_folder_outputs, make_output_dir
+
+    out = make_output_dir(args.out, "folder for the ablation suite")  # before any training: a file, read-only or full
+    check_folder_outputs(out, ("results.json", "table.md"), overwrite=args.force)
     regimes = {"both": ["epochs", "minutes"], "epochs": ["epochs"], "minutes": ["minutes"]}[args.regime]
-    out = Path(args.out)
     rows = []
     for data in args.data:
         for regime in regimes:
@@ -234,12 +252,8 @@ def main(argv=None):
                 folder = (out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min")
                           / (label if args.seed == 0 else f"{label}_seed{args.seed}"))
                 print(f"[{data} | {regime}] {label}: {DESCRIPTIONS[label]}", flush=True)
-                try:
-                    row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
-                                      minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
-                except FertrtError as exc:
-                    print(f"error: {safe(str(exc))}", file=sys.stderr)
-                    raise SystemExit(2) from None
+                row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
+                                  minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
                 rows.append(row)
                 print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
                       + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {format_ratio(row['cue_share_ratio'])}"), flush=True)
@@ -248,9 +262,8 @@ def main(argv=None):
     for row in rows:
         row.update(speed[row["variant"]])
     table = format_table(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", rows)
-    write_text_atomic(out / "table.md", table + "\n")
+    write_json_atomic(out / "results.json", rows, overwrite=args.force)
+    write_text_atomic(out / "table.md", table + "\n", overwrite=args.force)
     print("\n" + table)
 
 

@@ -3,6 +3,7 @@ side by side with a bare onnxruntime session and PyTorch eager on the same input
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -183,7 +184,8 @@ def bench(models, data_spec=None, batches=(1, 8, 32), seconds=2.0, warmup=5, spl
                     "model": str(path), "model_sha256": sha256_file(path), "backend": runner.backend,
                     "precision": runner.precision, "batch": b, "tool": "fertrt",
                     "latency_ms": latency_stats(infer_ns), "end_to_end_ms": latency_stats(e2e),
-                    "stages_ms": {k: latency_stats(v)["mean"] for k, v in stages.items()} | {"infer": float(np.mean(infer_ns) / 1e6)},
+                    "stages_ms": dict({k: latency_stats(v)["mean"] for k, v in stages.items()},
+                                      infer=float(np.mean(infer_ns) / 1e6)),
                     "throughput_ips": float(b / (np.mean(infer_ns) / 1e9)),
                     "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "per_class_accuracy": metrics["per_class_accuracy"],
                     "confusion": metrics["confusion"], "agreement_with_reference": agreement, "n_eval": len(labels),
@@ -347,32 +349,86 @@ def write_outputs(result: dict, out: Path, log=print):
     log(f"wrote {out / 'results.json'} and {out / 'report.md'}")
 
 
-def compare_results(old_path, new_path) -> list[dict]:
-    def load(p):
-        try:
-            data = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FertrtError(f"{p}: not a readable results.json ({exc})") from exc
-        if data.get("schema") != SCHEMA:
-            raise FertrtError(f"{p}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
-        try:
-            rows = {(Path(r["model"]).name, r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
-            for r in rows.values():
-                if not (float(r["latency_ms"]["p50"]) > 0 and float(r["throughput_ips"]) > 0):
-                    raise ValueError("a latency or throughput that is not positive")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise FertrtError(f"{p}: damaged results.json ({exc.__class__.__name__}: {safe(exc)})") from exc
-        return rows
+_ROW_KEY = ("model", "backend", "precision", "batch")
 
-    old, new = load(old_path), load(new_path)
+
+def _positive(value, what: str) -> float:
+    """A finite number > 0 (a bool, a string, Infinity or NaN is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} is {safe(json.dumps(value)[:40])}, expected a finite number > 0")
+    return float(value)
+
+
+def _accuracy(value, what: str):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{what} is {safe(json.dumps(value)[:40])}, expected null or a number in [0, 1]")
+    return float(value)
+
+
+def _result_row(r, k: int) -> tuple:
+    """(key, the figures --compare uses) of one results.json row, each field checked."""
+    if not isinstance(r, dict):
+        raise ValueError(f"results[{k}] is not an object")
+    key = tuple(r.get(f) for f in _ROW_KEY)
+    if not all(isinstance(v, str) for v in key[:3]) or isinstance(key[3], bool) or not isinstance(key[3], int):
+        raise ValueError(f"results[{k}]: model, backend, precision must be strings and batch an integer")
+    lat = r.get("latency_ms")
+    if not isinstance(lat, dict):
+        raise ValueError(f"results[{k}].latency_ms is not an object")
+    return (Path(key[0]).name,) + key[1:], {
+        "p50": _positive(lat.get("p50"), f"results[{k}].latency_ms.p50"),
+        "throughput_ips": _positive(r.get("throughput_ips"), f"results[{k}].throughput_ips"),
+        "accuracy": _accuracy(r.get("accuracy"), f"results[{k}].accuracy")}
+
+
+def load_results(p) -> dict:
+    """The rows of one results.json by (model file name, backend, precision, batch); anything else is a FertrtError."""
+    def refuse_constant(name):  # Infinity, -Infinity, NaN: not JSON, and no latency
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        data = json.loads(Path(p).read_bytes().decode("utf-8"), parse_constant=refuse_constant)
+    except OSError as exc:
+        raise FertrtError(f"{p}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise FertrtError(f"{p}: not a text file; expected a results.json written by `fertrt bench`") from None
+    except RecursionError:
+        raise FertrtError(f"{p}: JSON nested too deeply; expected a results.json written by `fertrt bench`") from None
+    except ValueError as exc:
+        raise FertrtError(f"{p}: not a results.json ({safe(exc)})") from None
+    if not isinstance(data, dict):
+        raise FertrtError(f"{p}: holds a JSON {type(data).__name__}; expected the object `fertrt bench` writes")
+    if data.get("schema") != SCHEMA:
+        raise FertrtError(f"{p}: schema {safe(repr(data.get('schema'))[:60])}, expected {SCHEMA!r}")
+    if not isinstance(data.get("results"), list) or not data["results"]:
+        raise FertrtError(f"{p}: damaged results.json (no list of results)")
+    rows = {}
+    for k, r in enumerate(data["results"]):
+        try:
+            key, row = _result_row(r, k)
+        except ValueError as exc:
+            raise FertrtError(f"{p}: damaged results.json ({safe(exc)})") from None
+        if key in rows:
+            raise FertrtError(f"{p}: damaged results.json (results[{k}] repeats the row {safe(' / '.join(map(str, key)))})")
+        rows[key] = row
+    return rows
+
+
+def compare_results(old_path, new_path) -> list[dict]:
+    old, new = load_results(old_path), load_results(new_path)
+    shared = sorted(set(old) & set(new), key=str)
+    if not shared:
+        raise FertrtError(f"{old_path} and {new_path} share no row (same model file name, backend, precision and batch); "
+                          "nothing to compare")
     rows = []
-    for key in sorted(set(old) & set(new), key=str):
+    for key in shared:
         o, n = old[key], new[key]
+        delta = None if o["accuracy"] is None or n["accuracy"] is None else n["accuracy"] - o["accuracy"]
         rows.append({"model": key[0], "backend": key[1], "precision": key[2], "batch": key[3],
-                     "old_p50_ms": o["latency_ms"]["p50"], "new_p50_ms": n["latency_ms"]["p50"],
-                     "p50_ratio": n["latency_ms"]["p50"] / o["latency_ms"]["p50"],
-                     "throughput_ratio": n["throughput_ips"] / o["throughput_ips"],
-                     "accuracy_delta": (n.get("accuracy") - o.get("accuracy")) if n.get("accuracy") is not None and o.get("accuracy") is not None else None})
+                     "old_p50_ms": o["p50"], "new_p50_ms": n["p50"], "p50_ratio": n["p50"] / o["p50"],
+                     "throughput_ratio": n["throughput_ips"] / o["throughput_ips"], "accuracy_delta": delta})
     return rows
 
 
@@ -393,8 +449,16 @@ def cmd_bench(args):
     if (out / "results.json").exists() and not args.force:
         raise FertrtError(f"-o {out}: holds results of an earlier run ({out / 'results.json'}); pass --force to replace them "
                           "or choose another folder")
+    if out.is_dir():  # every file the run writes, not only results.json; a device node or FIFO even with --force
+        from fertrt.fileio import check_folder_outputs
+
+        check_folder_outputs(out, ("results.json", "report.md", "latency_distribution.png", "accuracy_vs_latency.png",
+                                   "throughput_vs_batch.png"), overwrite=args.force)
     batches = tuple(args.batch)  # parsed and range-checked by the CLI (fertrt.cli.batch_list)
-    result = bench(args.models, args.data, batches, args.seconds, args.warmup, args.split, args.limit, args.threads,
+    from fertrt.runtime.deploy import expand_folders  # a `fertrt pack` folder: checked, then its models
+
+    models = expand_folders(args.models)
+    result = bench(models, args.data, batches, args.seconds, args.warmup, args.split, args.limit, args.threads,
                    baselines=not args.no_baselines, torch_compile=args.torch_compile, out_dir=args.out, streams=args.streams)
     print(report_markdown(result))
     return 0

@@ -41,6 +41,12 @@ class EntropyCalibrator:
             def get_batch_size(self):
                 return self.batch_size
 
+            def free(self):
+                """Release the device batch buffer once TensorRT has finished calibrating."""
+                if self.device is not None:
+                    cuda.free_device(self.device)
+                    self.device = None
+
             def get_batch(self, names):
                 if self.images is None or self.next_index + self.batch_size > len(self.images):
                     return None
@@ -64,18 +70,42 @@ class EntropyCalibrator:
 
 
 def _parse(trt, network, logger, onnx_path):
+    """Parse from the file path (as Polygraphy does), so the parser finds external weight files beside it;
+    TensorRT without parse_from_file gets the bytes and the model's path to resolve external data from."""
     parser = trt.OnnxParser(network, logger)
-    ok = parser.parse(Path(onnx_path).read_bytes())
+    if parser is None:
+        raise FertrtError("TensorRT could not create its ONNX parser")
+    if hasattr(parser, "parse_from_file"):
+        ok = parser.parse_from_file(str(onnx_path))
+    else:
+        # the path locates external data
+        ok = parser.parse(Path(onnx_path).read_bytes(), str(Path(onnx_path).resolve()))
     if not ok:
-        errors = []
-        for i in range(parser.num_errors):
-            err = parser.get_error(i)
-            node = err.node() if hasattr(err, "node") else -1
-            op = err.node_operator() if hasattr(err, "node_operator") else ""
-            name = err.node_name() if hasattr(err, "node_name") else ""
-            errors.append(f"node {node} {name} {op}: {err.desc()}".strip())
-        raise FertrtError(f"{onnx_path}: TensorRT's ONNX parser failed:\n  " + "\n  ".join(errors or ["(no error detail)"]))
+        details = parser_errors(parser) or ["(no error detail)"]
+        raise FertrtError(f"{onnx_path}: TensorRT's ONNX parser failed:\n  " + "\n  ".join(details))
     return parser
+
+
+def parser_errors(parser) -> list[str]:
+    """One line per parser error: node index, name and operator where this TensorRT reports them (node_name and
+    node_operator are 10.x additions), then the description."""
+    errors = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = err.node() if hasattr(err, "node") else -1
+        name = err.node_name() if hasattr(err, "node_name") else ""
+        op = err.node_operator() if hasattr(err, "node_operator") else ""
+        where = " ".join(str(p) for p in (f"node {node}" if node is not None and node >= 0 else "", name, op) if p)
+        errors.append(f"{where}: {err.desc()}" if where else str(err.desc()))
+    return errors
+
+
+def check_calibration_images(n_images: int, batch: int):
+    """TensorRT calibrates in batches of the OPT batch and fails with a generic error when not one full batch exists."""
+    if n_images < batch:
+        raise FertrtError(f"calibration data has {n_images} images, fewer than one calibration batch of {batch} "
+                          f"(the OPT batch of --batch): give at least {batch} images (--calib-size/--calib-data) "
+                          "or a smaller OPT batch")
 
 
 @contextlib.contextmanager
@@ -132,20 +162,33 @@ def save_timing_cache(trt, config, path, log=print) -> bool:
     return True
 
 
+def _created(obj, what):
+    """TensorRT's factories return None on failure (no device, out of memory): say which one."""
+    if obj is None:
+        raise FertrtError(f"TensorRT could not create {what} "
+                          "(is the GPU usable? rerun with --verbose for TensorRT's log)")
+    return obj
+
+
 def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=None) -> tuple[bytes, dict]:
     """-> (serialized engine, build facts for the sidecar)."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.VERBOSE if getattr(plan, "verbose", False) else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    from fertrt.runtime.trt_backend import init_plugins, trt_logger
+
+    if plan.calibrator and calib_images is not None:  # before any TensorRT work: TensorRT's own error is generic
+        check_calibration_images(len(calib_images), plan.calibrator["batch"])
+    logger = trt_logger(trt, verbose=getattr(plan, "verbose", False))
+    init_plugins(trt, logger)
+    builder = _created(trt.Builder(logger), "a Builder")
     flags = 0
     for name in plan.network_flags:
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    network = builder.create_network(flags)
+    network = _created(builder.create_network(flags), "a network definition")
     t0 = time.perf_counter()
     _parse(trt, network, logger, onnx_path)
     log(f"[parse] {onnx_path}: {network.num_layers} layers in {time.perf_counter() - t0:.1f}s")
-    config = builder.create_builder_config()
+    config = _created(builder.create_builder_config(), "a builder config")
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     if plan.workspace_bytes:
@@ -156,10 +199,12 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so the inspector can report per-layer precision
     profile = None
     if plan.profile:
-        profile = builder.create_optimization_profile()
+        profile = _created(builder.create_optimization_profile(), "an optimization profile")
         for name, s in plan.profile.items():
             profile.set_shape(name, tuple(s["min"]), tuple(s["opt"]), tuple(s["max"]))
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:  # -1: TensorRT found the profile invalid
+            raise FertrtError(f"TensorRT refused the optimization profile {plan.profile} (MIN <= OPT <= MAX per input, "
+                              "matching the model's input shape)")
     if plan.dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise FertrtError("--dla-core: this device has no DLA cores")
@@ -175,9 +220,16 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
         calibrator = EntropyCalibrator(trt, calib_images, plan.calibrator.get("cache"), plan.calibrator["batch"], cuda=cuda)
         config.int8_calibrator = calibrator
         if profile is not None and hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)  # calibrate at this profile's OPT shape (= the calibrator's batch)
+            # calibrate at this profile's OPT shape (= the calibrator's batch)
+            if not config.set_calibration_profile(profile):
+                calibrator.free()
+                raise FertrtError("TensorRT refused the calibration profile (the optimization profile of --batch)")
     t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
     if serialized is None:
         raise FertrtError(f"{onnx_path}: TensorRT could not build an engine (rerun with --verbose for TensorRT's log)")
     build_s = time.perf_counter() - t0
@@ -188,11 +240,20 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
                   "num_layers_network": network.num_layers}
 
 
-def inspect_layers(engine_bytes: bytes, version_compatible: bool = False) -> list[dict] | None:
+def dla_layer_count(layers) -> int | None:
+    """How many inspector layers run on DLA (TensorRT reports a DLA subgraph as one layer whose type or name says
+    DLA); None when the inspector gave no layer details."""
+    if not layers or all(set(l) == {"name"} for l in layers):
+        return None
+    return sum(1 for l in layers if "DLA" in str(l.get("type", "")).upper() or "DLA" in str(l.get("name", "")).upper())
+
+
+def inspect_layers(engine_bytes: bytes, version_compatible: bool = False, log=print) -> list[dict] | None:
     """Per-layer name/type/precision/tactic from the engine inspector, where TensorRT has it.
 
     The inspector reports precisions of a dynamic-shape engine only for a context whose input shapes
-    are set ("N/A due to dynamic shapes" otherwise), so the OPT shape of profile 0 is set first."""
+    are set ("N/A due to dynamic shapes" otherwise), so the OPT shape of profile 0 is set first. When no
+    context can be created, precisions are reported as unknown (None) with a note, never as "N/A"."""
     import tensorrt as trt
 
     from fertrt.runtime.trt_backend import deserialize_engine
@@ -204,6 +265,11 @@ def inspect_layers(engine_bytes: bytes, version_compatible: bool = False) -> lis
     if inspector is None:
         return None
     context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    dynamic = any(any(d < 0 for d in engine.get_tensor_shape(name)) for name in names)
+    if context is None and dynamic:
+        log("note: TensorRT could not create an execution context (out of device memory?), so per-layer precisions "
+            "of this dynamic-shape engine are unknown")
     if context is not None and hasattr(inspector, "execution_context"):
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -221,6 +287,9 @@ def inspect_layers(engine_bytes: bytes, version_compatible: bool = False) -> lis
             layers.append({"name": layer})
             continue
         outputs = layer.get("Outputs", [])
+        precision = outputs[0].get("Format/Datatype") if outputs else None
+        if precision is not None and "N/A" in str(precision):
+            precision = None  # unknown, not a precision
         layers.append({"name": layer.get("Name"), "type": layer.get("LayerType"), "tactic": layer.get("TacticName", layer.get("TacticValue")),
-                       "precision": outputs[0].get("Format/Datatype") if outputs else None})
+                       "precision": precision})
     return layers

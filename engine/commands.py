@@ -33,7 +33,7 @@ def options_from_args(args) -> BuildOptions:
         raise FertrtError(f"--dla-core {args.dla_core}: expected a DLA core number >= 0")
     if args.calib_size is not None and args.calib_size < 1:
         raise FertrtError(f"--calib-size {args.calib_size}: expected at least 1 image")
-    return BuildOptions(precision=args.precision, batch=parse_batch(args.batch), workspace_mib=args.workspace,
+    return BuildOptions(precision=args.precision or "fp32", batch=parse_batch(args.batch), workspace_mib=args.workspace,
                         builder_opt_level=args.builder_opt_level, timing_cache=args.timing_cache, dla_core=args.dla_core,
                         gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
                         hardware_compat=args.hardware_compat, legacy_int8=args.legacy_int8, calib_data=args.calib_data,
@@ -98,8 +98,8 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
     gpu, jetson = gpu_info(), jetson_release()
     if not gpu:
         raise FertrtError("no usable CUDA device: install pycuda or cuda-python and check the NVIDIA driver (nvidia-smi)")
-    n_dla = trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores
-    plan = make_plan(opts, caps, graph, n_dla)
+    n_dla = dla_core_count(trt)
+    plan = make_plan(opts, caps, graph, n_dla, gpu=gpu)
     plan.verbose = opts.verbose
     build_from = Path(onnx_path)
     if plan.prequantize:
@@ -111,7 +111,7 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
         else:
             quantize_int8(onnx_path, build_from, Int8Options(calib=opts.calib_data, calib_size=opts.calib_size), force=True, log=log)
         graph, meta = graph_info(build_from)
-        plan = make_plan(opts, caps, graph, n_dla)
+        plan = make_plan(opts, caps, graph, n_dla, gpu=gpu)
         plan.prequantize = None
     for note in plan.notes:
         log(f"note: {note}")
@@ -132,7 +132,14 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
         calib_batches = calibration_array(plan.calibrator["data"], meta, plan.calibrator["size"], log=log)
     data, facts = build_engine(build_from, plan, calib_batches, log=log)
     write_bytes_atomic(output, data)
-    layers = inspect_layers(data, version_compatible=opts.version_compatible) if caps.inspector else None
+    layers = inspect_layers(data, version_compatible=opts.version_compatible, log=log) if caps.inspector else None
+    if plan.dla_core is not None:
+        from .builder import dla_layer_count
+
+        on_dla = dla_layer_count(layers)
+        facts["dla_layers"] = on_dla
+        log(f"[dla] layers on DLA core {plan.dla_core}: {'unknown (no inspector detail)' if on_dla is None else on_dla}"
+            + (" - every layer fell back to the GPU" if on_dla == 0 else ""))
     io = {"input": {"name": graph.input_name, "shape": list(graph.input_shape)},
           "outputs": list(graph.output_names)}
     sidecar = build_sidecar(trt_version=caps.version, gpu=gpu, jetson=jetson, onnx_path=build_from, onnx_sha256=graph.sha256,
@@ -145,6 +152,16 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
         write_json_atomic(sidecar_path(cached), sidecar)
     log(f"equivalent trtexec command:\n  {trtexec}")
     return sidecar
+
+
+def dla_core_count(trt) -> int:
+    """Builder.num_DLA_cores with the process's one TensorRT logger; a Builder that cannot be created says so."""
+    from fertrt.runtime.trt_backend import trt_logger
+
+    builder = trt.Builder(trt_logger(trt))
+    if builder is None:
+        raise FertrtError("TensorRT could not create a Builder (is the GPU usable? check nvidia-smi)")
+    return builder.num_DLA_cores
 
 
 def check_calib_cache_version(path, trt_version: str, has_data: bool) -> str | None:
@@ -167,6 +184,17 @@ def check_calib_cache_version(path, trt_version: str, has_data: bool) -> str | N
 
 
 def cmd_build_engine(args):
+    from fertrt.runtime.deploy import is_deploy_dir
+
+    if is_deploy_dir(args.onnx):
+        return build_folder_engines(args)
+    if not args.output:
+        raise FertrtError("-o/--output is required (the .engine file to write), unless the input is a folder from "
+                          "`fertrt pack`")
+    from .sidecar import sidecar_path
+
+    for option, path in (("-o", args.output), ("-o (its .json sidecar)", sidecar_path(args.output))):
+        check_output(path, overwrite=getattr(args, "force", False), inputs=(args.onnx,), option=option)
     opts = options_from_args(args)
     try:
         import tensorrt  # noqa: F401
@@ -186,7 +214,13 @@ def cmd_inspect_engine(args):
     from .device import gpu_info
     from .sidecar import compatibility_problems, read_sidecar
 
-    require_file(args.engine, "a TensorRT engine written by `fertrt build-engine`")
+    engine = require_file(args.engine, "a TensorRT engine written by `fertrt build-engine`")
+    if engine.stat().st_size == 0:
+        raise FertrtError(f"{engine}: is empty (0 bytes); expected a TensorRT engine written by `fertrt build-engine`")
+    if args.json:  # before printing anything: the engine, its sidecar, a device node or an existing file (without --force)
+        from .sidecar import sidecar_path
+
+        check_output(args.json, overwrite=getattr(args, "force", False), inputs=(engine, sidecar_path(engine)), option="--json")
     side = read_sidecar(args.engine)
     gpu = side["gpu"]
     print(f"engine      {safe(args.engine)}")
@@ -220,5 +254,67 @@ def cmd_inspect_engine(args):
         for l in layers:
             print(f"{safe(str(l.get('name'))[:60]):<60} {safe(l.get('type')):<18} {safe(l.get('precision')):<24} {safe(l.get('tactic'))}")
     if args.json:
-        write_json_atomic(args.json, {"sidecar": side, "layers": layers, "can_run_here": not problems, "problems": problems})
+        summary = {"sidecar": side, "layers": layers, "can_run_here": not problems, "problems": problems}
+        write_json_atomic(args.json, summary, overwrite=getattr(args, "force", False), inputs=(engine,), option="--json")
     return 0 if not problems else 1
+
+
+def _engine_files(manifest: dict) -> set:
+    """The engines and sidecars an earlier build-engine recorded (rebuilt in place)."""
+    return {e.get(k) for e in manifest.get("engines", {}).values() for k in ("engine", "sidecar")}
+
+
+def build_folder_engines(args, log=print):
+    """`build-engine DIR`: after checking the folder against its manifest, an engine per precision it holds (or
+    --precision), written into it with its sidecar, one timing cache for all, each recorded in the manifest."""
+    import copy
+
+    from fertrt.runtime.deploy import PRECISIONS, TIMING_CACHE, engine_name, onnx_name, open_folder, record_engine
+
+    from .sidecar import sidecar_path
+
+    folder = Path(args.onnx)
+    if args.output:
+        raise FertrtError(f"-o {args.output}: not with a folder; the engines are written into {folder}")
+    manifest = open_folder(folder)
+    # the folder is this command's output too: of its files, only what pack wrote stays protected as an input
+    from fertrt.fileio import clear_protected_inputs, protect_inputs
+
+    clear_protected_inputs()
+    protect_inputs([folder / name for name in manifest["files"] if name not in _engine_files(manifest)])
+    if args.precision == "best":
+        raise FertrtError("--precision best: not with a folder; it holds one graph per precision (fp32, fp16, int8)")
+    wanted = [args.precision] if args.precision else [p for p in PRECISIONS if onnx_name(p) in manifest["files"]]
+    missing = [p for p in wanted if onnx_name(p) not in manifest["files"]]
+    if missing:
+        packed = ", ".join(sorted(manifest["files"]))
+        raise FertrtError(f"{folder}: holds no {onnx_name(missing[0])} (packed: {packed})")
+    jobs = []
+    for precision in wanted:
+        one = copy.copy(args)
+        one.precision = precision
+        one.timing_cache = args.timing_cache or str(folder / TIMING_CACHE)
+        jobs.append((precision, folder / onnx_name(precision), folder / engine_name(precision), options_from_args(one)))
+    for _, _, out, _ in jobs:
+        for path in (out, sidecar_path(out)):
+            if path.exists() and not getattr(args, "force", False):
+                raise FertrtError(f"{path}: exists (pass --force to rebuild the folder's engines)")
+    try:
+        import tensorrt
+    except ImportError:
+        for _, src, out, opts in jobs:
+            validate(src, out, opts)
+        from .compat import INSTALL_HELP
+
+        raise FertrtError(f"{folder} matches its manifest and its {', '.join(wanted)} models are valid for engines, "
+                          f"but: {INSTALL_HELP}") from None
+    want = str(manifest["tensorrt"].get("version", ""))
+    if want.split(".")[:2] != str(tensorrt.__version__).split(".")[:2]:
+        log(f"warning: {folder} was packed for TensorRT {want}; this is TensorRT {tensorrt.__version__}: its graphs "
+            f"and calibration cache were fitted to {want} (pack it again with --trt-version {tensorrt.__version__})")
+    for precision, src, out, opts in jobs:
+        side = build(src, out, opts, use_cache=not args.no_cache, log=log)
+        record_engine(folder, precision, out, sidecar_path(out), {"tensorrt_version": side.get("tensorrt_version"),
+                                                                  "source": onnx_name(precision)})
+        log(f"recorded {out.name} in {folder / 'manifest.json'}")
+    return 0

@@ -44,6 +44,17 @@ INSTALL_HELP = ("TensorRT is not installed here. On a desktop GPU: `pip install 
                 "Everything up to the engine (export, fp16/int8 ONNX, compare) runs without it.")
 
 
+def _jetson_install_help() -> str:
+    """On a Jetson, the one line that applies to its JetPack (fertrt.deps, shared by every device package)."""
+    from fertrt.deps import install_help, jetpack_series
+
+    jetpack = jetpack_series()
+    return f" This is a Jetson with JetPack {jetpack}: {install_help('tensorrt', jetpack)}." if jetpack else ""
+
+
+INSTALL_HELP += _jetson_install_help()
+
+
 MIN_VERSION = "8.5"  # the tensor API (num_io_tensors, set_tensor_address, execute_async_v3) came in 8.5
 
 

@@ -95,10 +95,12 @@ def environment() -> dict:
 
 
 def environment_checks(env: dict) -> list[Check]:
+    from fertrt.deps import install_help
+
     from .compat import INSTALL_HELP
 
     checks = [Check("onnxruntime", "pass" if env["onnxruntime"] else "fail",
-                    env["onnxruntime"] or "missing: pip install onnxruntime (the CPU reference)")]
+                    env["onnxruntime"] or f"missing (the CPU reference). Install: {install_help('onnxruntime')}")]
     checks.append(Check("onnx", "pass" if env["onnx"] else "fail",
                         env["onnx"] or "missing: pip install onnx (build-engine reads the graph with it)"))
     if not env["tensorrt"]:
@@ -153,18 +155,73 @@ def tiny_inputs(n: int = N_COMPARE, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, 3, TINY_SIZE, TINY_SIZE)).astype(np.float32)
 
 
-def tiny_variants(out: Path, log=print) -> dict[str, Path]:
-    """FP32, FP16 and INT8 (Q/DQ) ONNX of the tiny model, made with fertrt's own quantize code."""
+# The tiny model's graphs ship as package data (engine/data/), made by scripts/make_doctor_graphs.py on the
+# training side: doctor on a device needs neither ModelOpt nor torch nor onnx to have them.
+TINY_FILES = {"fp32": "doctor_tiny.onnx", "fp16": "doctor_tiny.fp16.onnx", "int8": "doctor_tiny.int8.onnx",
+              "calib_cache": "doctor_tiny.calib.cache"}
+TINY_DATA = Path(__file__).resolve().parent / "data"
+
+
+def make_tiny_variants(out: Path, log=print) -> dict[str, Path]:
+    """FP32, FP16 and INT8 (Q/DQ) ONNX of the tiny model, made with fertrt's own quantize code (training side:
+    onnx and ModelOpt). Only scripts/make_doctor_graphs.py calls this; doctor uses the shipped copies."""
     from fertrt.export.quantize import Int8Options, quantize_fp16, quantize_int8
 
-    fp32 = make_tiny_onnx(out / "tiny.onnx")
+    fp32 = make_tiny_onnx(out / TINY_FILES["fp32"])
     calib = out / "calib.npy"
     np.save(calib, tiny_inputs(128, seed=2))
     variants = {"fp32": fp32}
-    variants["fp16"] = quantize_fp16(fp32, out / "tiny.fp16.onnx", force=True, log=log)
-    variants["int8"] = quantize_int8(fp32, out / "tiny.int8.onnx", Int8Options(calib=str(calib), calib_size=128, cache_dir=out / "calib",
-                                                                              trt_cache=str(out / "tiny.calib.cache")), force=True, log=log)
+    variants["fp16"] = quantize_fp16(fp32, out / TINY_FILES["fp16"], force=True, log=log)
+    opts = Int8Options(calib=str(calib), calib_size=128, cache_dir=out / "calib",
+                       trt_cache=str(out / TINY_FILES["calib_cache"]), trt_version="8.6.1")
+    variants["int8"] = quantize_int8(fp32, out / TINY_FILES["int8"], opts, force=True, log=log)
+    _make_reproducible(variants["int8"], out / TINY_FILES["calib_cache"])
     return variants
+
+
+def _make_reproducible(int8_onnx: Path, calib_cache: Path) -> None:
+    """Drop what differs between two identical runs: the calibration's wall time in the metadata, and the
+    cache's line order (ModelOpt's dict order); the graph and the scales themselves are deterministic.
+    Also IR version 8 (all that opset 17 needs): ModelOpt writes IR 10, which ONNX Runtime before 1.17
+    (JetPack 5's builds) refuses."""
+    import onnx
+
+    from fertrt.export.metadata import get_metadata, set_metadata
+    from fertrt.fileio import write_bytes_atomic, write_text_atomic
+
+    model = onnx.load(str(int8_onnx))
+    meta = get_metadata(model)
+    if isinstance(meta.get("calibration"), dict):
+        meta["calibration"]["seconds"] = None
+    if model.ir_version > 8 and all(o.version <= 17 for o in model.opset_import if o.domain in ("", "ai.onnx")):
+        model.ir_version = 8
+    write_bytes_atomic(int8_onnx, set_metadata(model, meta).SerializeToString())
+    header, *lines = [line for line in calib_cache.read_text().splitlines() if line.strip()]
+    write_text_atomic(calib_cache, "\n".join([header] + sorted(lines)) + "\n")
+
+
+def tiny_variants(out: Path, log=print) -> dict[str, Path]:
+    """The shipped tiny graphs copied into `out` (the engines are built next to them), the calibration
+    cache's header rewritten for the installed TensorRT (TensorRT ignores a cache made for another version)."""
+    missing = [n for n in TINY_FILES.values() if not (TINY_DATA / n).is_file()]
+    if missing:
+        raise FertrtError(f"{TINY_DATA}: the doctor's test graphs {', '.join(missing)} are missing from this fertrt "
+                          "install (reinstall fertrt; in a checkout, run scripts/make_doctor_graphs.py)")
+    paths = {}
+    for key, name in TINY_FILES.items():
+        paths[key] = out / name
+        shutil.copyfile(TINY_DATA / name, paths[key])
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return {k: v for k, v in paths.items() if k != "calib_cache"}
+    from fertrt.export import trt_calib_cache as tcc
+
+    if tcc.installed_trt_version():
+        _, scales = tcc.parse_trt_calibration_cache(paths["calib_cache"].read_text())
+        ranges = {name: scale * 127.0 for name, scale in scales.items()}
+        tcc.write_trt_calibration_cache(ranges, paths["calib_cache"], version=tcc.installed_trt_version(), log=log)
+    return {k: v for k, v in paths.items() if k != "calib_cache"}
 
 
 # ---------------------------------------------------------------- engines
@@ -183,7 +240,8 @@ def engine_paths(caps, n_dla: int = 0) -> list[EnginePath]:
                                 {"precision": "int8", "legacy_int8": True, "calib_cache": "CALIB_CACHE"}))
     if n_dla and caps.fp16_flag:
         paths.append(EnginePath("fp16 on DLA 0 (+GPU fallback)", "fp32", "fp16",
-                                {"precision": "fp16", "weakly_typed": caps.strongly_typed, "dla_core": 0, "gpu_fallback": True}))
+                                {"precision": "fp16", "weakly_typed": caps.strongly_typed, "dla_core": 0, "gpu_fallback": True,
+                                 "batch": (1, 1, 1)}))  # DLA runs one fixed shape: MIN = OPT = MAX
     return paths
 
 
@@ -203,9 +261,10 @@ def check_engine(engine_path, precision: str, reference: np.ndarray, x: np.ndarr
         try:
             kwargs = {"cuda_graph": mode == "cuda-graph", "zero_copy": mode == "zero-copy"}
             with open_runner(engine_path, backend="tensorrt", **kwargs) as runner:
-                logits = np.concatenate([runner.infer(x[i:i + 8]) for i in range(0, len(x), 8)])
+                step = min(8, getattr(runner, "max_batch", 8))  # a DLA engine runs batch 1 only
+                logits = np.concatenate([runner.infer(x[i:i + step]) for i in range(0, len(x), step)])
                 figures = agreement(reference, logits)
-                for b in (1, 8):
+                for b in sorted({1, step}):
                     xb = x[:b]
                     figures[f"latency_ms_b{b}"] = latency_stats(time_fn(lambda: runner.infer(xb), warmup=10, seconds=seconds))
                 if mode == "cuda-graph" and not runner.use_graph:
@@ -213,17 +272,27 @@ def check_engine(engine_path, precision: str, reference: np.ndarray, x: np.ndarr
                     continue
             ok = figures["finite"] and figures["agreement"] >= TOLERANCES[precision]
             detail = (f"agreement {figures['agreement']:.3f} (needs >= {TOLERANCES[precision]}), max |diff| {figures['max_abs_diff']:.2e}, "
-                      f"p50 {figures['latency_ms_b1']['p50']:.3f} ms (batch 1), {figures['latency_ms_b8']['p50']:.3f} ms (batch 8)")
+                      f"p50 {figures['latency_ms_b1']['p50']:.3f} ms (batch 1), {figures[f'latency_ms_b{step}']['p50']:.3f} ms (batch {step})")
             checks.append(Check(name, "pass" if ok else "fail", detail, figures))
         except Exception as exc:  # noqa: BLE001 - every failure is reported per check, the doctor goes on
             checks.append(Check(name, "fail", _error(exc)))
     return checks
 
 
+def dla_check(on_dla) -> Check:
+    """With GPU fallback a DLA build succeeds even when every layer went to the GPU: pass only if some ran on DLA."""
+    if on_dla:
+        return Check("DLA", "pass", f"{on_dla} layers on DLA core 0")
+    why = "the engine inspector reported no layer details" if on_dla is None else "every layer fell back to the GPU"
+    return Check("DLA", "fail", f"no layer ran on DLA ({why})")
+
+
 def _error(exc) -> str:
     if isinstance(exc, FertrtError):
         return str(exc)
-    return f"{exc.__class__.__name__}: {exc}\n" + "".join(traceback.format_exception(exc)[-3:])
+    # the three-argument form: Python 3.8 and 3.9 have no one-argument format_exception
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{exc.__class__.__name__}: {exc}\n" + "".join(lines[-3:])
 
 
 def engine_checks(out: Path, variants: dict, log=print, seconds: float = 1.0) -> list[Check]:
@@ -237,35 +306,44 @@ def engine_checks(out: Path, variants: dict, log=print, seconds: float = 1.0) ->
     from .plan import BuildOptions
 
     caps = capabilities_of(trt)
-    n_dla = trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores
+    from .commands import dla_core_count
+    from .plan import dla_unavailable
+
+    n_dla = dla_core_count(trt)
+    no_dla = dla_unavailable(caps.version, platform.system(), platform.machine()) if n_dla else None
     gpu = _gpu()
     x = tiny_inputs()
     with OrtRunner(variants["fp32"]) as ort:
         reference = ort.infer(x)
-    cuda_python = _version_of("cuda") is not None
+    from fertrt.runtime.trt_backend import cuda_api
+
+    cuda_python = cuda_api().name == "cuda-python"  # the binding in use (cuda-python is preferred when installed)
     modes = ["plain"] + (["cuda-graph"] if cuda_python else []) + (["zero-copy"] if gpu.get("integrated") else [])
     checks = []
     if not cuda_python:
         checks.append(Check("cuda graphs", "n/a", "needs cuda-python (pip install cuda-python); pycuda cannot capture"))
     if not gpu.get("integrated"):
         checks.append(Check("zero-copy", "n/a", "a discrete GPU: mapped host memory is only used on integrated GPUs (Jetson)"))
-    if n_dla == 0:
-        checks.append(Check("DLA", "n/a", "this device has no DLA cores"))
+    if n_dla == 0 or no_dla:
+        checks.append(Check("DLA", "n/a", no_dla or "this device has no DLA cores"))
+        n_dla = 0
     if not caps.calibrator:
         checks.append(Check("int8 legacy calibrator", "n/a", f"TensorRT {caps.version} has no implicit INT8 calibrator (removed in 11)"))
     for i, path in enumerate(engine_paths(caps, n_dla)):
         opts = dict(path.options)
         if opts.get("calib_cache") == "CALIB_CACHE":
-            opts["calib_cache"] = str(out / "tiny.calib.cache")
+            opts["calib_cache"] = str(out / TINY_FILES["calib_cache"])
         engine = out / f"engine{i}_{path.source}_{path.precision}.engine"
         t0 = time.perf_counter()
         try:
-            build(variants[path.source], engine, BuildOptions(batch=(1, 8, 32), timing_cache=str(out / "timing.cache"), **opts),
-                  use_cache=False, log=lambda *a: None)
+            side = build(variants[path.source], engine, BuildOptions(**{"batch": (1, 8, 32), "timing_cache": str(out / "timing.cache"), **opts}),
+                         use_cache=False, log=lambda *a: None)
         except Exception as exc:  # noqa: BLE001
             checks.append(Check(f"build {path.label}", "fail", _error(exc)))
             continue
         checks.append(Check(f"build {path.label}", "pass", f"{engine.name} in {time.perf_counter() - t0:.1f}s"))
+        if opts.get("dla_core") is not None:
+            checks.append(dla_check(side.get("dla_layers")))
         checks += check_engine(engine, path.precision, reference, x, modes, seconds=seconds)
     return checks
 
@@ -282,14 +360,12 @@ def run_doctor(out: Path, log=print, seconds: float = 1.0) -> dict:
     env = environment()
     checks = environment_checks(env)
     variants = None
-    if env["onnx"]:
-        try:
-            variants = tiny_variants(out, log=lambda *a: None)
-            checks.append(Check("tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX", "pass", ", ".join(p.name for p in variants.values())))
-        except Exception as exc:  # noqa: BLE001
-            checks.append(Check("tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX", "fail", _error(exc)))
-    else:
-        checks.append(Check("tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX", "n/a", "needs onnx (pip install onnx)"))
+    tiny = "tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX"
+    try:
+        variants = tiny_variants(out, log=lambda *a: None)
+        checks.append(Check(tiny, "pass", ", ".join(p.name for p in variants.values())))
+    except Exception as exc:  # noqa: BLE001
+        checks.append(Check(tiny, "fail", _error(exc)))
     if variants and env["onnxruntime"]:
         from fertrt.runtime.runners import OrtRunner
 
@@ -344,6 +420,11 @@ def cmd_doctor(args):
         raise FertrtError(f"-o {out}: the parent folder {out.parent} does not exist")
     if (out / "doctor.json").exists() and not args.force:
         raise FertrtError(f"{out / 'doctor.json'}: exists (pass --force to replace the doctor's report)")
+    from fertrt.fileio import check_folder_outputs, make_output_dir
+
+    make_output_dir(out, "folder for the doctor's report")  # a read-only or full place: exit 2 naming it
+    check_folder_outputs(out, ("doctor.json", "doctor.md", "doctor_tiny.onnx", "doctor_tiny.fp16.onnx", "doctor_tiny.int8.onnx",
+                               "doctor_tiny.calib.cache"), overwrite=args.force)
     if args.seconds <= 0:
         raise FertrtError(f"--seconds {args.seconds}: expected a positive number")
     report = run_doctor(out, seconds=args.seconds)

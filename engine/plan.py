@@ -85,7 +85,10 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
     return tuple(parts)
 
 
-def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_cores: int | None = None) -> BuildPlan:
+def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_cores: int | None = None,
+              gpu: dict | None = None, host: tuple | None = None) -> BuildPlan:
+    """`gpu` is the build GPU ({'name', 'compute_capability'}), `host` the (system, machine) pair that DLA
+    availability depends on (platform.system(), platform.machine() when None)."""
     if opts.precision not in PRECISIONS:
         raise FertrtError(f"--precision {opts.precision!r}: expected one of {', '.join(PRECISIONS)}")
     weak_possible = caps.fp16_flag or caps.int8_flag or not caps.strongly_typed
@@ -179,19 +182,7 @@ def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_
             raise unavailable("--timing-cache", caps, "drop the option")
         plan.timing_cache = opts.timing_cache
     if opts.dla_core is not None:
-        if opts.dla_core < 0:
-            raise FertrtError(f"--dla-core {opts.dla_core}: expected a DLA core number >= 0")
-        if num_dla_cores is not None and num_dla_cores == 0:
-            raise FertrtError(f"--dla-core {opts.dla_core}: this device has no DLA (only Jetson AGX/NX Orin and Xavier have DLA cores)")
-        if num_dla_cores is not None and opts.dla_core >= num_dla_cores:
-            raise FertrtError(f"--dla-core {opts.dla_core}: this device has {num_dla_cores} DLA cores (0..{num_dla_cores - 1})")
-        plan.dla_core = opts.dla_core
-        if opts.gpu_fallback:
-            if not caps.gpu_fallback:
-                raise unavailable("--gpu-fallback", caps, "drop the option")
-            plan.builder_flags.append("GPU_FALLBACK")
-        else:
-            plan.notes.append("DLA without --gpu-fallback: layers DLA cannot run make the build fail")
+        _plan_dla(opts, caps, graph, plan, num_dla_cores, host)
     elif opts.gpu_fallback:
         raise FertrtError("--gpu-fallback only applies with --dla-core N")
     if opts.version_compatible:
@@ -208,8 +199,98 @@ def make_plan(opts: BuildOptions, caps: Capabilities, graph: GraphInfo, num_dla_
             others = [k for k, v in HW_COMPAT.items() if v in caps.hardware_compat_levels and k != "none"]
             raise unavailable(f"--hardware-compat {opts.hardware_compat} (HardwareCompatibilityLevel.{member})", caps,
                               f"use {' or '.join(others) if others else 'no --hardware-compat'} (same-cc needs TensorRT 10.9+)")
+        if member == "AMPERE_PLUS":
+            _require_ampere_build_gpu(gpu)
         plan.hardware_compat = member
     return plan
+
+
+def _require_ampere_build_gpu(gpu):
+    """Ampere+ engines are built on an Ampere or newer GPU (compute capability 8.0+); TensorRT fails otherwise."""
+    cc = (gpu or {}).get("compute_capability")
+    if not cc:
+        return  # not known here (planning without a device); TensorRT checks it when it builds
+    try:
+        major_minor = tuple(int(p) for p in str(cc).split(".")[:2])
+    except ValueError:
+        raise FertrtError(f"--hardware-compat ampere+: cannot read the build GPU's compute capability {cc!r}") from None
+    if major_minor < (8, 0):
+        raise FertrtError(f"--hardware-compat ampere+: the build GPU {gpu.get('name', '?')} has compute capability "
+                          f"{cc}; Ampere+-compatible engines must be built on an Ampere or newer GPU "
+                          "(compute capability 8.0 or higher)")
+
+
+# DLA in each TensorRT release, from NVIDIA's "Working with DLA" pages of 10.x and 11.0-11.4.1 and the 11.4.x release
+# notes: on Jetson (AGX/NX Xavier, Orin) through 10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA");
+# not in 10.8-10.x nor 11.0-11.3; 11.4.0 only on Windows on Arm (beta: no GPU fallback, batch 1); 11.4.1 on Jetson AGX
+# Orin with JetPack 7.2.2+ (GPU fallback as in 10.x, strongly typed) and on Windows on Arm (beta).
+# Later 11.x: as 11.4.1.
+def dla_unavailable(version: str, system: str, machine: str) -> str | None:
+    """Why TensorRT `version` has no DLA on this platform, or None when the docs say it has DLA there."""
+    try:
+        v = tuple(int(p) for p in str(version).split(".")[:3])
+    except ValueError:
+        return None  # an unparsable version string: leave it to the device (num_DLA_cores)
+    windows_arm = system == "Windows" and machine.lower() in ("arm64", "aarch64")
+    if v < (10, 8):
+        return None
+    if v < (11, 0):
+        return (f"TensorRT {version} has no DLA (NVIDIA's docs: 10.7 was the last 10.x release with DLA); "
+                "use the TensorRT of JetPack 5/6")
+    if v < (11, 4):
+        return f"TensorRT {version} has no DLA (NVIDIA's docs: DLA was unavailable in TensorRT 11.0 through 11.3)"
+    if v < (11, 4, 1):
+        if not windows_arm:
+            return (f"TensorRT {version} has DLA only on Windows on Arm "
+                    "(11.4.1 adds Jetson AGX Orin with JetPack 7.2.2+)")
+        return None
+    if not (windows_arm or (system == "Linux" and machine == "aarch64")):
+        return f"TensorRT {version} has DLA only on Jetson AGX Orin (JetPack 7.2.2+) and Windows on Arm"
+    return None
+
+
+def _plan_dla(opts, caps, graph, plan, num_dla_cores, host):
+    """DLA runs FP16 and INT8 only and needs a static shape (profile MIN = OPT = MAX); otherwise every layer would
+    fall back to the GPU (or, without --gpu-fallback, the build fails), so both are refused either way."""
+    import platform
+
+    core = opts.dla_core
+    if core < 0:
+        raise FertrtError(f"--dla-core {core}: expected a DLA core number >= 0")
+    system, machine = host or (platform.system(), platform.machine())
+    reason = dla_unavailable(caps.version, system, machine)
+    if reason:
+        raise FertrtError(f"--dla-core {core}: {reason}")
+    if num_dla_cores is not None and num_dla_cores == 0:
+        raise FertrtError(f"--dla-core {core}: this device has no DLA "
+                          "(only Jetson AGX/NX Orin and Xavier have DLA cores)")
+    if num_dla_cores is not None and core >= num_dla_cores:
+        raise FertrtError(f"--dla-core {core}: this device has {num_dla_cores} DLA cores (0..{num_dla_cores - 1})")
+    # weakly typed builds run FP16/INT8 only with the builder flags; strongly typed ones take the graph's types
+    typed_reduced = plan.strongly_typed and graph.precision in ("fp16", "int8")
+    reduced = set(plan.builder_flags) & {"FP16", "INT8"} or typed_reduced or plan.prequantize
+    if not reduced:
+        raise FertrtError(f"--dla-core {core} with FP32: DLA runs FP16 and INT8 only, so no layer would run on it; "
+                          "build with --precision fp16 or int8")
+    if plan.profile:
+        mn, op, mx = (plan.profile[graph.input_name][k][0] for k in ("min", "opt", "max"))
+        if not mn == op == mx:
+            default = "" if opts.batch else " (the default for a dynamic-batch graph)"
+            raise FertrtError(f"--dla-core {core}: DLA needs one fixed batch (MIN = OPT = MAX), "
+                              f"the profile is {mn},{op},{mx}{default}; pass e.g. --batch 1")
+    plan.dla_core = core
+    windows_arm = system == "Windows"
+    if opts.gpu_fallback:
+        if not caps.gpu_fallback:
+            raise unavailable("--gpu-fallback", caps, "drop the option")
+        if windows_arm:
+            raise FertrtError(f"--gpu-fallback: TensorRT {caps.version} on Windows on Arm has no GPU fallback "
+                              "(every layer must run on DLA)")
+        plan.builder_flags.append("GPU_FALLBACK")
+        plan.notes.append("DLA with --gpu-fallback: layers DLA cannot run go to the GPU; "
+                          "the build reports how many ran on DLA")
+    else:
+        plan.notes.append("DLA without --gpu-fallback: layers DLA cannot run make the build fail")
 
 
 def _legacy_calibrator(opts, caps, plan, required):

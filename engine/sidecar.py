@@ -40,6 +40,7 @@ def build_sidecar(*, trt_version, gpu: dict, jetson: dict | None, onnx_path, onn
         "timing_cache": {"path": plan.timing_cache, "loaded": build.get("timing_cache_loaded", False)},
         "build_options": {k: v for k, v in vars(opts).items()},
         "build_seconds": build.get("build_seconds"),
+        "dla_layers": build.get("dla_layers"),
         "cache_key": cache_key,
         "trtexec": trtexec,
         "layers": layers,
@@ -102,6 +103,30 @@ def _version_tuple(text) -> tuple[int, ...] | None:
         return None
 
 
+# Which runtimes load a version-compatible engine (TensorRT docs, "Version Compatibility" of 8.6/10.x/11.x and the
+# 11.4 support matrix, "Engine Portability"): built with 8.6 or newer; run on the same or a newer release of the same
+# major, or across majors only on the documented pairs: 8.x engines on a 10.x runtime, 10.x engines on an 11.x runtime.
+# "No other combination across major versions is supported", e.g. an 8.6 engine on 11.
+CROSS_MAJOR_PAIRS = {(8, 10), (10, 11)}
+
+
+def version_compatible_problem(built: str | None, here: str | None) -> str | None:
+    """Why a version-compatible engine built with TensorRT `built` will not load on `here` (None: it loads)."""
+    b, h = _version_tuple(built), _version_tuple(here)
+    if b is None or h is None:
+        return f"cannot compare TensorRT {here} here with {built} of the build"
+    if b[:2] < (8, 6):
+        return f"built with TensorRT {built}, which cannot make version-compatible engines (8.6+ can); rebuild it"
+    if h < b:
+        return (f"built version-compatible with TensorRT {built}, this machine has the older {here} "
+                "(version-compatible engines run only on the same or a newer TensorRT)")
+    if b[0] != h[0] and (b[0], h[0]) not in CROSS_MAJOR_PAIRS:
+        pairs = ", ".join(f"{x}.x engines on {y}.x" for x, y in sorted(CROSS_MAJOR_PAIRS))
+        return (f"built version-compatible with TensorRT {built}, this machine has {here}: TensorRT supports "
+                f"version-compatible engines across major versions only for {pairs}, not {b[0]}.x on {h[0]}.x")
+    return None
+
+
 def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) -> list[str]:
     """Why this engine cannot run here (empty list = it can). Engines are tied to the TensorRT
     version and GPU model they were built with, unless built version- or hardware-compatible."""
@@ -111,13 +136,9 @@ def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) ->
     if trt_version is None:
         problems.append("TensorRT is not installed here")
     elif opts.get("version_compatible"):
-        # a version-compatible engine runs on the TensorRT that built it and on newer ones, never on older ones
-        here, then = _version_tuple(trt_version), _version_tuple(built)
-        if here is None or then is None:
-            problems.append(f"cannot compare TensorRT {trt_version} here with {built} of the build")
-        elif here < then:
-            problems.append(f"built version-compatible with TensorRT {built}, this machine has the older {trt_version} "
-                            "(version-compatible engines run only on the same or a newer TensorRT)")
+        problem = version_compatible_problem(built, trt_version)
+        if problem:
+            problems.append(problem)
     elif trt_version != built:
         problems.append(f"built with TensorRT {built}, this machine has {trt_version} "
                         "(engines are not portable between TensorRT versions)")

@@ -25,18 +25,33 @@ def cmd_quantize(args):
         if args.output:
             from fertrt.fileio import check_output
 
-            check_output(args.output, overwrite=True, inputs=(args.model,), option="-o/--output")
+            check_output(args.output, overwrite=args.force, inputs=(args.model,), option="-o/--output")
         run_sensitivity(args.model, opts, eval_data=args.eval_data, eval_size=args.eval_size, max_drop=args.max_drop,
-                        report_path=args.output)
+                        report_path=args.output, force=args.force)
         return 0
     if not args.output:
         raise FertrtError("-o/--output is required (the quantized ONNX file to write)")
     if args.precision == "fp16":
-        keep = FP16_KEEP_OPS if args.keep_fp32 is None else tuple(x for x in args.keep_fp32.split(",") if x)
+        keep = FP16_KEEP_OPS if args.keep_fp32 is None else _op_types(args.keep_fp32)
         quantize_fp16(args.model, args.output, keep_ops=keep, keep_nodes=tuple(args.exclude), force=args.force)
     else:
         quantize_int8(args.model, args.output, _int8_opts(args), force=args.force)
     return 0
+
+
+def _op_types(text: str) -> tuple:
+    """--keep-fp32 'Softmax,ReduceMean' -> its ONNX op types; an empty item or an unknown op type is an error
+    (dropping it silently would drop the default list too)."""
+    import onnx
+
+    ops = tuple(x.strip() for x in text.split(","))
+    if not all(ops):
+        raise FertrtError(f"--keep-fp32 {text!r}: an empty item; expected comma-separated ONNX op types, e.g. Softmax,ReduceMean")
+    unknown = [op for op in ops if not onnx.defs.has(op)]
+    if unknown:
+        raise FertrtError(f"--keep-fp32 {text!r}: {', '.join(unknown)} is not an ONNX op type (names are case-sensitive, "
+                          "e.g. Softmax, ReduceMean)")
+    return ops
 
 
 def _int8_opts(args):

@@ -1,14 +1,11 @@
 """fertrt metadata in ONNX `metadata_props`: everything later stages need, so that nothing
-downstream needs the checkpoint again. Values are strings; structured ones are JSON."""
+downstream needs the checkpoint again. Values are strings; structured ones are JSON.
+This module builds and writes it; fertrt.runtime.metadata reads it (the device side imports nothing from here)."""
 from __future__ import annotations
 
-import json
-
 from fertrt import __version__
-from fertrt.errors import FertrtError
-
-PREFIX = "fertrt."
-JSON_KEYS = {"model_config", "class_names", "preprocess", "mean", "std", "input_size", "calibration", "export", "explain_outputs"}
+# reading lives on the device side; re-exported for the export code and the tests that import it from here
+from fertrt.runtime.metadata import JSON_KEYS, PREFIX, decode, encode, get_metadata, read_metadata  # noqa: F401
 
 
 def build_metadata(model_cfg: dict, *, checkpoint_sha256: str, data_spec: str, precision: str = "fp32", **extra) -> dict:
@@ -34,25 +31,6 @@ def build_metadata(model_cfg: dict, *, checkpoint_sha256: str, data_spec: str, p
     return meta
 
 
-def encode(meta: dict) -> dict[str, str]:
-    return {PREFIX + k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in meta.items()}
-
-
-def decode(props: dict[str, str]) -> dict:
-    out = {}
-    for k, v in props.items():
-        if not k.startswith(PREFIX):
-            continue
-        key = k[len(PREFIX):]
-        if key in JSON_KEYS:
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as exc:
-                raise FertrtError(f"metadata {k!r} is not valid JSON ({exc})") from exc
-        out[key] = v
-    return out
-
-
 def set_metadata(model, meta: dict):
     """Write (replace) fertrt's keys in an onnx.ModelProto's metadata_props."""
     keep = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
@@ -62,28 +40,3 @@ def set_metadata(model, meta: dict):
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     return model
-
-
-def get_metadata(model) -> dict:
-    return decode({p.key: p.value for p in model.metadata_props})
-
-
-def read_metadata(path) -> dict:
-    """Read fertrt metadata from an ONNX file with onnx if present, else onnxruntime (runtime side)."""
-    try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is not None:
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001
-            raise FertrtError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from exc
-        return get_metadata(model)
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
-        raise FertrtError(f"{path}: not a readable ONNX file ({exc})") from exc
-    return decode(sess.get_modelmeta().custom_metadata_map)

@@ -116,7 +116,9 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
     if opts.verify:
         import onnxruntime as ort
 
-        x, _ = verification_batch(ckpt["data_spec"], pre, opts.verify_samples if not opts.batch else opts.batch,
+        # pretrained checkpoints name images that are here (their training set is not): ckpt["verify_data"]
+        verify_spec = ckpt.get("verify_data") or ckpt["data_spec"]
+        x, _ = verification_batch(verify_spec, pre, opts.verify_samples if not opts.batch else opts.batch,
                                   seed=ckpt.get("train_config", {}).get("seed", 0))
         sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         got = np.concatenate([sess.run(["logits"], {"input": x[i:i + (opts.batch or 32)]})[0]
@@ -125,7 +127,7 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
             ref = model(torch.from_numpy(x)).numpy()
         rep = logit_report(ref, got)
         report["verification"] = rep
-        log(f"verify on {rep['n']} samples of {safe(ckpt['data_spec'])}: max |diff| {rep['max_abs_diff']:.2e}, "
+        log(f"verify on {rep['n']} samples of {safe(verify_spec)}: max |diff| {rep['max_abs_diff']:.2e}, "
             f"mean {rep['mean_abs_diff']:.2e}, top-1 agreement {rep['top1_agreement'] * 100:.2f}%")
         if rep["max_abs_diff"] > opts.atol or rep["top1_agreement"] < 1.0 or not rep["finite"]:
             raise FertrtError(f"{output}: not written: ONNX Runtime differs from PyTorch beyond tolerance "

@@ -23,7 +23,6 @@ import io
 import logging
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, check_output, output_lock, require_file, sha256_file
+from fertrt.fileio import atomic_path, check_output, output_lock, private_tempdir, require_file, sha256_file
 
 from .metadata import set_metadata
 from .quantize_checks import calibration_fingerprint, check_int8_options, load_calibration_npy, source_metadata
@@ -102,8 +101,9 @@ def _finish(model, src_meta: dict, src_path, precision: str, output, extra: dict
     return output
 
 
-def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=False, log=print) -> Path:
-    """FP16 weights and activations, FP32 I/O, by ModelOpt's AutoCast (export/fp16.py)."""
+def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=False, log=print, trt_version=None) -> Path:
+    """FP16 weights and activations, FP32 I/O, by ModelOpt's AutoCast (export/fp16.py). With `trt_version`, the
+    graph is one that TensorRT's ONNX parser takes (fit_for_trt), or FertrtError says why not."""
     from .fp16 import convert_to_fp16
     from .modelopt_int8 import require_modelopt
 
@@ -115,13 +115,17 @@ def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=Fals
         raise FertrtError(f"--exclude {', '.join(unknown)}: no node of that name in {src}")
     require_modelopt("--precision fp16 (ModelOpt's AutoCast)")
     with output_lock(output, "quantized model"):
-        with tempfile.TemporaryDirectory(prefix="fertrt-fp16-") as tmp:
+        with private_tempdir("fertrt-fp16-") as tmp:
             try:
                 converted = convert_to_fp16(_private_copy(model, tmp), keep_ops=keep_ops, keep_nodes=keep_nodes)
             except Exception as exc:  # noqa: BLE001 - AutoCast raises assorted types on graphs it cannot type
                 raise FertrtError(f"{src}: ModelOpt's AutoCast could not convert it to FP16 ({exc.__class__.__name__}: "
                                   f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
-        out = _finish(converted, meta, src, "fp16", output, {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}, force)
+        extra = {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}
+        if trt_version:
+            converted = fit_for_trt(converted, trt_version, output, log=log)
+            extra["trt_parser"] = trt_parser_meta(trt_version)
+        out = _finish(converted, meta, src, "fp16", output, extra, force)
     log(f"wrote {out} (FP16 weights and activations, FP32 I/O; kept in FP32: {', '.join(keep_ops) or 'nothing'})")
     return out
 
@@ -142,6 +146,11 @@ def calibration_array(calib: str, meta: dict, size: int, seed: int = 0, log=prin
     split = data.split("train")
     if len(split) == 0:
         raise FertrtError(f"calibration data {calib!r}: the training split is empty")
+    if size > len(split):
+        import sys
+
+        print(f"warning: --calib-size {size}: calibration data {calib!r} has only {len(split)} training images; "
+              "calibrating on all of them", file=sys.stderr)
     idx = np.sort(np.random.default_rng(seed).choice(len(split), size=min(size, len(split)), replace=False))
     images = [img for img in (split.load(int(i)) for i in idx) if img is not None]
     if not images:
@@ -157,6 +166,8 @@ class _Reader:
     def __init__(self, x, input_name, batch=32, desc="calibrating"):
         from tqdm import tqdm
 
+        # equal batches: ONNX Runtime's histogram collector cannot stack a shorter last batch (40 images by 32)
+        batch = max(d for d in range(1, min(batch, len(x)) + 1) if len(x) % d == 0)
         self.x, self.name, self.batch = x, input_name, batch
         self.i = 0
         self.bar = tqdm(total=len(x), desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=None)
@@ -278,7 +289,7 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
     extra = {"symmetric": True}
     if opts.method == "percentile":
         extra["percentile"] = opts.percentile
-    with tempfile.TemporaryDirectory(prefix="fertrt-calib-") as tmp:
+    with private_tempdir("fertrt-calib-") as tmp:
         calibrator = create_calibrator(_private_copy(model, tmp), ops, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_ort_method(opts.method), extra_options=extra)
         with _quiet_ort():
@@ -366,7 +377,12 @@ def _write_scales(ranges: dict[str, float], path: Path) -> Path:
 def int8_ranges(src, model, meta, opts: Int8Options, log=print) -> tuple[dict[str, float], Path | None]:
     """({tensor: amax}, range cache file or None) from --calib-cache or from our calibration."""
     if opts.scales_from:
-        return ranges_from_trt_cache(opts.scales_from), None
+        ranges = ranges_from_trt_cache(opts.scales_from)
+        tensors = {t for n in model.graph.node for t in list(n.input) + list(n.output)}
+        if not set(ranges) & tensors:  # every scale would be ignored: the result would be a quietly uncalibrated model
+            raise FertrtError(f"--calib-cache {opts.scales_from}: none of its {len(ranges)} tensor names is a tensor of {src}; "
+                              "it was written for another model (calibrate this one with --calib-data instead)")
+        return ranges, None
     cache = calibrate(src, model, meta, opts, log=log)
     return read_ranges(cache), cache
 
@@ -384,7 +400,7 @@ def quantize_int8_variants(src, variants: list[tuple[Path, list[str]]], opts: In
     require_modelopt("--target tensorrt")
     model, meta = load_source(src)
     ranges, cache = int8_ranges(src, model, meta, opts, log=log)
-    with tempfile.TemporaryDirectory(prefix="fertrt-q-") as tmp:
+    with private_tempdir("fertrt-q-") as tmp:
         tmp = Path(tmp)
         copy, scales = _private_copy(model, tmp), _write_scales(ranges, tmp / "scales.cache")
         jobs = [_modelopt_job(copy, tmp / f"v{k}.onnx", scales, model, opts, nodes) for k, (_, nodes) in enumerate(variants)]
@@ -404,6 +420,7 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
     import onnx
 
     _check_opts(opts)
+    opts = _fit_options(opts, log)
     if opts.target == "tensorrt":
         from .modelopt_int8 import require_modelopt, run_jobs
 
@@ -421,7 +438,7 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
     with output_lock(output, "quantized model"):
         t0 = time.perf_counter()
         ranges, cache = int8_ranges(src, model, meta, opts, log=log)
-        with tempfile.TemporaryDirectory(prefix="fertrt-q-") as tmp:
+        with private_tempdir("fertrt-q-") as tmp:
             tmp = Path(tmp)
             copy = _private_copy(model, tmp)
             if opts.target == "onnxruntime":
@@ -442,6 +459,9 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
         extra = {"calibration": calib_meta, "quantize_target": opts.target}
         if opts.target == "tensorrt":
             extra["int8_rest_precision"] = "fp32" if opts.fp32_rest else "fp16"
+        if opts.trt_version:
+            qmodel = fit_for_trt(qmodel, opts.trt_version, output, log=log)
+            extra["trt_parser"] = trt_parser_meta(opts.trt_version)
         out = _finish(qmodel, meta, src, "int8", output, extra, force)
         if trt_path is not None:
             from .trt_calib_cache import write_trt_calibration_cache
@@ -450,6 +470,85 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
             log(f"wrote {out} (INT8 Q/DQ for {opts.target}: {n_q} quantize nodes, {len(exclude)} nodes/op types kept out) "
                 f"and TensorRT calibration cache {trt_path}")
     return out
+
+
+# ---------------------------------------------------------------- graphs a named TensorRT parses
+def _fit_options(opts: Int8Options, log=print) -> Int8Options:
+    """For a TensorRT whose ONNX parser stops below opset 19 (8.5, 8.6): Q/DQ must read FP32 (FP16 Q/DQ inputs
+    and scales are opset 19), so the ModelOpt layout keeps the rest of the graph in FP32; the opset is lowered
+    after ModelOpt (which always writes 19) by fit_for_trt."""
+    import dataclasses
+
+    from .targets import parser_support
+
+    if not opts.trt_version or opts.target != "tensorrt" or opts.fp32_rest:
+        return opts
+    if parser_support(opts.trt_version)["opset_max"] >= 19:
+        return opts
+    log(f"note: TensorRT {opts.trt_version}'s ONNX parser takes opsets up to 17, where Q/DQ read FP32 only: what is "
+        "not quantized stays FP32 in this graph (--int8-fp32-rest); TensorRT can still run it in FP16 with its FP16 flag")
+    return dataclasses.replace(opts, fp32_rest=True)
+
+
+def trt_parser_meta(trt_version) -> dict:
+    """What the output metadata records about the parser it was checked against."""
+    from .targets import parser_support
+
+    sup = parser_support(trt_version)
+    return {"tensorrt": str(trt_version), "table": sup["table"], "source_tag": sup["source_tag"],
+            "opset_max": sup["opset_max"]}
+
+
+def _ort_outputs(model, x):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def _probe_input(model) -> np.ndarray:
+    """A small random batch of the model's input (symbolic dimensions as 2)."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 2 for d in dims]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def lower_opset(model, opset: int, what):
+    """The same graph at a lower ai.onnx opset (onnx's version converter), checked to compute the same outputs
+    on ONNX Runtime; FertrtError naming `what` when it cannot be converted or differs."""
+    import onnx
+    from onnx import version_converter
+
+    from .targets import default_opset
+
+    have = default_opset(model)
+    try:
+        lowered = version_converter.convert_version(model, opset)
+        onnx.checker.check_model(lowered, full_check=True)
+    except Exception as exc:  # noqa: BLE001 - the converter raises assorted types for ops it cannot lower
+        raise FertrtError(f"{what}: cannot lower the graph from opset {have} to {opset} ({exc.__class__.__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    x = _probe_input(model)
+    for ref, got in zip(_ort_outputs(model, x), _ort_outputs(lowered, x)):
+        ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+        if ref.shape != got.shape or np.abs(ref - got).max() > 1e-4 * (1.0 + np.abs(ref).max()):
+            raise FertrtError(f"{what}: lowering the graph from opset {have} to {opset} changed its outputs; "
+                              "not written")
+    return lowered
+
+
+def fit_for_trt(model, trt_version, what, log=print):
+    """The graph as TensorRT `trt_version`'s ONNX parser takes it (export/data/onnx_trt_ops.json): lowered to
+    that parser's highest opset when above it, then checked; FertrtError naming `what` with every reason left."""
+    from .targets import check_parseable, default_opset, parser_support
+
+    top = parser_support(trt_version)["opset_max"]
+    if default_opset(model) > top:
+        log(f"note: TensorRT {trt_version}'s ONNX parser takes opsets up to {top}: lowering the graph from opset "
+            f"{default_opset(model)} (outputs checked unchanged on ONNX Runtime)")
+        model = lower_opset(model, top, what)
+    check_parseable(model, trt_version, what)
+    return model
 
 
 # ---------------------------------------------------------------- TensorRT's calibration cache

@@ -68,7 +68,31 @@ def source_metadata(model, src) -> dict:
     want = [channels, *size]
     if len(fixed) == 4 and any(f is not None and f != w for f, w in zip(fixed[1:], want)):
         raise FertrtError(f"{src}: the graph's input is {fixed[1:]} (C, H, W) but its metadata says {want}")
+    _check_classifier_graph(model, src, names)
     return meta
+
+
+def _check_classifier_graph(model, src, names) -> None:
+    """One image input and logits N x K with K = the metadata's class count: a graph that is not the classifier
+    its metadata describes would be 'quantized' into a file that infer refuses (or with no quantize node)."""
+    import onnx
+
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise FertrtError(f"{src}: has {len(inputs)} graph inputs ({', '.join(inputs[:4])}); expected one image input")
+    outputs = {o.name: o for o in model.graph.output}
+    logits = outputs.get("logits") or model.graph.output[0]
+    dims = logits.type.tensor_type.shape.dim
+    if not dims:  # no declared shape: infer it
+        inferred = onnx.shape_inference.infer_shapes(model)
+        dims = next((o.type.tensor_type.shape.dim for o in inferred.graph.output if o.name == logits.name), dims)
+    shape = [d.dim_value if d.HasField("dim_value") else "N" for d in dims]
+    if shape and len(shape) != 2:
+        raise FertrtError(f"{src}: its output {logits.name!r} has shape {shape}; a classifier gives logits N x K "
+                          f"(K = {len(names)} classes in its metadata)")
+    if len(shape) == 2 and isinstance(shape[1], int) and shape[1] != len(names):
+        raise FertrtError(f"{src}: the graph gives {shape[1]} logits but its metadata names {len(names)} classes; "
+                          "the metadata does not belong to this graph")
 
 
 def load_calibration_npy(path, want: tuple, size: int) -> np.ndarray:

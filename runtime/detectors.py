@@ -317,7 +317,9 @@ def default_detector_path(name: str = DEFAULT_DETECTOR) -> Path:
 
 
 def _looks_like_yunet(path) -> bool:
-    import onnxruntime as ort
+    from fertrt.deps import require
+
+    ort = require("onnxruntime", "reading a detector ONNX")
 
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -333,7 +335,7 @@ def open_detector(model, backend: str = "auto", provider: str = "cpu", threads: 
 
     path = Path(model)
     if path.suffix.lower() == ".onnx" and path.is_file():
-        from fertrt.export.metadata import read_metadata
+        from .metadata import read_metadata
 
         if "detector" not in read_metadata(path) and _looks_like_yunet(path):
             raise FertrtError(f"{path}: a YuNet model without fertrt metadata; prepare it once with "

@@ -4,10 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from fertrt.deps import require
 from fertrt.errors import FertrtError
+
+cv2 = require("cv2", "the face pipeline (detection, cropping, video)")
 
 
 @dataclass
@@ -44,17 +46,38 @@ class WholeImage:
     """--no-detect: each input is already an aligned face crop."""
 
     name = "none (inputs are face crops)"
+    min_side = 16  # below this a "crop" holds no face; its label would be noise
 
     def detect(self, rgb):
-        return [Face((0, 0, rgb.shape[1], rgb.shape[0]))]
+        h, w = rgb.shape[:2]
+        if min(h, w) < self.min_side:
+            import sys
+
+            print(f"warning: a {w}x{h} image is too small to be a face crop (under {self.min_side} pixels a side); "
+                  "its label means nothing", file=sys.stderr)
+        return [Face((0, 0, w, h))]
 
 
 DETECTOR_CHOICES = {"blazeface": "blazeface-short", "blazeface-full": "blazeface-full"}
 
 
+def cached_detector(name: str) -> Path:
+    """A registered detector's ONNX in the fertrt cache. The runtime never converts one (that needs onnx,
+    tflite2onnx and PyPI: the export side's `fertrt detector export`), so a device touches no network."""
+    from .detectors import default_detector_path
+
+    path = default_detector_path(name)
+    if not path.is_file():
+        raise FertrtError(f"the {name} face detector is not in {path}: make it once with `fertrt detector export"
+                          f"{'' if name == 'blazeface-short' else ' --model ' + name}` on a machine with fertrt[train] "
+                          "and PyPI access (on a device: copy that .onnx there, pass --detector-model FILE, or use a "
+                          "`fertrt pack` folder); or --detector haar / --no-detect")
+    return path
+
+
 def make_detector(kind: str = "blazeface", model_path=None, backend: str = "auto", provider: str = "cpu", log=print,
                   threads: int | None = 1, **kwargs):
-    """`none`, `haar`, a registered detector (its cached ONNX, converted on first use), or a detector
+    """`none`, `haar`, a registered detector (its cached ONNX from `fertrt detector export`), or a detector
     file (`model_path`: .onnx from `fertrt detector export`, BlazeFace or YuNet, or a .engine from one).
     ONNX Runtime runs a detector on one intra-op thread by default: its batch-1 graph gains little from
     a second one, and on a busy 2-core CPU a two-thread pool waits for cores (measured on 640x480 frames:
@@ -70,9 +93,8 @@ def make_detector(kind: str = "blazeface", model_path=None, backend: str = "auto
         return HaarDetector()
     if kind in DETECTOR_CHOICES:
         from .detectors import open_detector
-        from .detectors_export import ensure_default_detector
 
-        return open_detector(ensure_default_detector(DETECTOR_CHOICES[kind], log=log), backend=backend, provider=provider, **kwargs)
+        return open_detector(cached_detector(DETECTOR_CHOICES[kind]), backend=backend, provider=provider, **kwargs)
     raise FertrtError(f"--detector {kind!r}: expected blazeface, blazeface-full, haar, or --detector-model FILE")
 
 

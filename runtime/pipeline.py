@@ -11,14 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from fertrt.deps import require
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path
+from fertrt.fileio import atomic_path, check_output
 
 from .face import Tracker, crop_corners, crop_face
 from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb, write_image
+
+cv2 = require("cv2", "the face pipeline (images, videos, cameras)")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 STAGES = ("decode", "detect", "crop", "preprocess", "infer", "postprocess", "total")
@@ -112,6 +114,7 @@ def plan_outputs(sources: list[Source], save=None, jsonl=None, summary_json=None
             raise FertrtError(f"{opt} {p}: the output folder {p.parent} does not exist")
         if p.exists() and not force:
             raise FertrtError(f"{opt} {p}: file exists (pass --force to replace it)")
+        check_output(p, overwrite=force, option=opt)  # the model, a device node or a FIFO: refused with --force too
         named.setdefault(p.resolve(), []).append(opt)
     if save is None:
         targets = {}
@@ -152,6 +155,8 @@ def plan_outputs(sources: list[Source], save=None, jsonl=None, summary_json=None
             seen[r] = key[1] or key[0]
             if t.exists() and not force:
                 raise FertrtError(f"--save {save}: {t} exists (pass --force to replace it)")
+            if t.parent.is_dir():  # a --save folder not made yet holds nothing to check
+                check_output(t, overwrite=force, option="--save")
             if r in named:
                 raise FertrtError(f"--save {save} and {named[r][0]} name the same file {t}")
     if len(named) < sum(p is not None for p in (jsonl, summary_json)):
@@ -169,7 +174,15 @@ def open_source(source: Source):
     if spec.isdigit() or spec.startswith("/dev/video"):
         return _video_frames(cv2.VideoCapture(int(spec) if spec.isdigit() else spec), spec)
     # a GStreamer pipeline, e.g. nvarguscamerasrc ! ... ! appsink for Jetson CSI cameras
-    return _video_frames(cv2.VideoCapture(spec, cv2.CAP_GSTREAMER), spec)
+    return _video_frames(cv2.VideoCapture(spec, cv2.CAP_GSTREAMER), spec, gstreamer=True)
+
+
+def opencv_has_gstreamer() -> bool:
+    """Whether this cv2 was built with GStreamer (JetPack's is; the opencv-python(-headless) wheels are not)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return line.split(":", 1)[1].strip().upper().startswith("YES")
+    return False
 
 
 def _image_frames(files):
@@ -179,8 +192,13 @@ def _image_frames(files):
         yield Frame(str(f), 0, img, (time.perf_counter() - t0) * 1e3)
 
 
-def _video_frames(cap, name):
+def _video_frames(cap, name, gstreamer=False):
     if not cap.isOpened():
+        if gstreamer and not opencv_has_gstreamer():
+            raise FertrtError(f"{name}: cannot open this GStreamer pipeline: the OpenCV in use ({cv2.__version__}, "
+                              f"{Path(cv2.__file__).parent}) was built without GStreamer, as the "
+                              "opencv-python(-headless) wheels are. Use JetPack's OpenCV (`sudo apt install "
+                              "python3-opencv`; in a venv made with --system-site-packages) and uninstall the pip one")
         raise FertrtError(f"{name}: cannot open this video/camera with OpenCV")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
     i = 0
@@ -289,6 +307,17 @@ def run(predictor, inputs, detector, *, save=None, jsonl=None, summary_json=None
     return summary
 
 
+def face_record(face, result: dict, margin: float, align: bool, shift: float) -> dict:
+    """One face of a `fertrt infer --jsonl` line (also `fertrt serve`'s fer_faces answer): box, detector
+    score, the Predictor's result, where the crop lies when the model exports region weights, the eyes."""
+    rec = {"box": [int(v) for v in face.box], "score": round(float(face.score), 4), **result}
+    if "region_weights" in result:  # where the model's 4x4 grid lies in the frame
+        rec["crop_corners"] = [[round(float(v), 1) for v in pt] for pt in crop_corners(face, margin, align, shift)]
+    if face.landmarks is not None:
+        rec["eyes"] = [[round(float(v), 1) for v in pt] for pt in np.asarray(face.landmarks)[:2]]
+    return rec
+
+
 def _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_start, *, margin, align, regions,
                 smooth_alpha, every, max_frames, log):
     live = source.kind in ("video", "camera")
@@ -323,11 +352,7 @@ def _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_
                 if tracker is not None else [(None, None)] * len(results)
             faces_out = []
             for f, r, (track, probs) in zip(faces, results, smoothed):
-                rec = {"box": [int(v) for v in f.box], "score": round(float(f.score), 4), **r}
-                if "region_weights" in r:  # where the model's 4x4 grid lies in the frame
-                    rec["crop_corners"] = [[round(float(v), 1) for v in pt] for pt in crop_corners(f, margin, align, shift)]
-                if f.landmarks is not None:
-                    rec["eyes"] = [[round(float(v), 1) for v in pt] for pt in np.asarray(f.landmarks)[:2]]
+                rec = face_record(f, r, margin, align, shift)
                 if probs is not None:
                     k = int(np.argmax(probs))
                     rec.update({"track": track, "label": predictor.class_names[k], "class_id": k, "confidence": float(probs[k]),

@@ -45,13 +45,23 @@ class PreprocessConfig:
         return json.dumps(self.to_dict())
 
 
+def _cv2():
+    """OpenCV, imported on first use (JetPack's own cv2 when present); a clear error when absent."""
+    from fertrt.deps import require
+
+    return require("cv2", "reading, converting and resizing images")
+
+
 def to_rgb(img: np.ndarray, source: str = "RGB") -> np.ndarray:
     """Any image (grey HxW / HxWx1, RGB/BGR, RGBA/BGRA, uint8 or uint16) -> uint8 HxWx3 RGB."""
-    import cv2
+    cv2 = _cv2()
 
     img = np.asarray(img)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
+    elif img.dtype.kind == "f":  # a float image file (TIFF, EXR) holds [0, 1] by convention (give or take), else 0..255
+        img = np.nan_to_num(img.astype(np.float32))
+        img = np.clip(img * (255.0 if img.size and img.max() <= 2.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
     elif img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
@@ -71,7 +81,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 
 def read_image(path) -> np.ndarray | None:
     """Any image file -> uint8 HxWx3 RGB, or None when it is missing or cannot be decoded."""
-    import cv2
+    cv2 = _cv2()
     from pathlib import Path
 
     if not Path(path).is_file():
@@ -83,7 +93,7 @@ def read_image(path) -> np.ndarray | None:
 
 def write_image(path, rgb: np.ndarray) -> None:
     """RGB uint8 image -> file (format from the suffix, PNG when none), written atomically."""
-    import cv2
+    cv2 = _cv2()
     from pathlib import Path
 
     from fertrt.fileio import write_bytes_atomic
@@ -99,7 +109,7 @@ def write_image(path, rgb: np.ndarray) -> None:
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to (height, width): area filter when shrinking (no aliasing), bilinear when growing."""
-    import cv2
+    cv2 = _cv2()
 
     h, w = size
     if img.shape[0] == h and img.shape[1] == w:
@@ -120,7 +130,12 @@ def normalize(batch_hwc: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     mean = np.asarray(cfg.mean, dtype=np.float32)
     inv_std = np.float32(1.0) / np.asarray(cfg.std, dtype=np.float32)
     x = (x - mean) * inv_std
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    # Into a fresh NCHW array, so the strides are the standard ones: with 1 channel, a transposed view is
+    # "contiguous" with a channel stride of 1, which PyTorch also reads as channels-last, and torch 2.13's
+    # CPU convolution backward crashes (segfault) on such a grey batch.
+    out = np.empty((x.shape[0], x.shape[3], x.shape[1], x.shape[2]), dtype=np.float32)
+    out[...] = x.transpose(0, 3, 1, 2)
+    return out
 
 
 def prepare_images(images, cfg: PreprocessConfig) -> np.ndarray:

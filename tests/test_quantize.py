@@ -40,7 +40,7 @@ def resnet18_onnx(tmp_path_factory):
     names = ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"]
     cfg = {**model.default_cfg.to_dict(), "class_names": names}
     save_checkpoint(out / "r18.pt", {"model_name": "resnet18", "model_kwargs": {}, "model_config": cfg, "class_names": names,
-                                     "data_spec": TINY_SPEC, "state_dict": model.state_dict()})
+                                     "preprocess": cfg["preprocess"], "data_spec": TINY_SPEC, "state_dict": model.state_dict()})
     export_checkpoint(out / "r18.pt", out / "r18.onnx", ExportOptions(verify=False), **quiet)
     return out / "r18.onnx"
 

@@ -279,3 +279,77 @@ def test_a_new_run_without_epochs_trains_the_default_count(tmp_path):
     assert result["epochs"] == DEFAULT_EPOCHS
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == DEFAULT_EPOCHS - 1 and ckpt["schedule"]["epochs"] == DEFAULT_EPOCHS
+
+
+def _weights_digest(path):
+    import hashlib
+
+    state = read_checkpoint(path)["state_dict"]
+    return hashlib.sha256(b"".join(name.encode() + state[name].numpy().tobytes() for name in sorted(state))).hexdigest()
+
+
+def test_resumed_run_has_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Each epoch's order, augmentation and dropout come from (seed, epoch): a run killed after epoch 1 and
+    resumed trains bitwise the same model as one that never stopped."""
+    cfg = dict(model="lnlattennet", data="synth:64", epochs=2, batch_size=32)  # default augmentation: its draws count
+    straight = train(TrainConfig(out=str(tmp_path / "straight"), **cfg), log=lambda *a: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_1(line):
+        if line.startswith("epoch 1/2:"):  # logged once epoch 1's checkpoints are written
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(TrainConfig(out=str(tmp_path / "halted"), **cfg), log=kill_after_epoch_1)
+    assert read_checkpoint(tmp_path / "halted" / "last.pt")["epoch"] == 0
+    resumed = train(TrainConfig(out=str(tmp_path / "halted"), resume=True, **cfg), log=lambda *a: None)
+    assert _weights_digest(resumed["last"]) == _weights_digest(straight["last"])
+
+
+def test_cpu_threads_are_fixed_not_the_core_count(tmp_path, monkeypatch):
+    """The thread count decides the last bits of the weights: it must not follow the machine's core count."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    torch.set_num_threads(1)
+    try:
+        train(TrainConfig(model="lnlattennet", data="synth:16:easy", out=str(tmp_path), epochs=1, batch_size=16),
+              log=lambda *a: None)
+        assert torch.get_num_threads() == 2
+        ckpt = read_checkpoint(tmp_path / "last.pt")
+        assert ckpt["train_config"]["threads"] == 2
+    finally:
+        torch.set_num_threads(2)
+    with pytest.raises(SystemExit) as exit_info:  # argparse's exit 2, naming the option
+        main(["train", "--threads", "0", "-o", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+
+
+def test_near_chance_warning():
+    from fertrt.train.trainer import _warn_near_chance, chance_accuracy, near_chance
+
+    assert chance_accuracy([0, 1, 2, 3, 4, 5, 6], 7) == pytest.approx(1 / 7)
+    assert chance_accuracy([0, 0, 0, 1], 7) == 0.75  # always the most frequent class
+    assert near_chance(0.1415, 1 / 7) and near_chance(0.22, 1 / 7) and not near_chance(0.25, 1 / 7)
+    assert near_chance(1.0, 1.0)  # one class: 100 % says nothing
+    said = []
+    _warn_near_chance(0.1415, [0, 1, 2, 3, 4, 5, 6], 7, 1, said.append)
+    assert len(said) == 1 and "WARNING: the best validation accuracy 0.1415 is near chance (0.1429" in said[0]
+    assert "too few epochs (1)" in said[0]
+    said.clear()
+    _warn_near_chance(0.80, [0, 1, 2, 3, 4, 5, 6], 7, 10, said.append)
+    assert said == []
+
+
+def test_training_entry_points_set_openmp_before_torch_loads():
+    """OMP_WAIT_POLICY=PASSIVE reaches libgomp only if set before torch is imported; a user's value is kept."""
+    code = ("import os, sys; from fertrt.train.commands import set_cpu_threading; set_cpu_threading(); "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_NUM_THREADS'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+
+    def run(extra):
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=120, cwd=REPO).stdout.split()
+
+    assert run({}) == ["PASSIVE", "2", "False"]
+    assert run({"OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "2", "False"]

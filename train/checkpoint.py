@@ -104,7 +104,27 @@ def read_checkpoint(path) -> dict:
     if not names or not all(isinstance(n, str) for n in names) or cfg.get("num_classes") != len(names):
         raise FertrtError(f"{p}: damaged fertrt checkpoint: class_names {safe(names)} do not match num_classes "
                           f"{safe(cfg.get('num_classes'))}")
+    _check_preprocess(p, ckpt)
     return ckpt
+
+
+def _check_preprocess(p: Path, ckpt: dict) -> None:
+    """The preprocessing export and eval carry into every later stage: checked once, here."""
+    from fertrt.runtime.preprocess import PreprocessConfig
+
+    for where, pre in (("preprocess", ckpt.get("preprocess")), ("model_config.preprocess", ckpt["model_config"].get("preprocess"))):
+        if pre is None and where != "preprocess":
+            continue
+        try:
+            if not isinstance(pre, dict):
+                raise TypeError(f"a {type(pre).__name__}")
+            missing = [k for k in ("input_size", "channels", "mean", "std", "color_order") if k not in pre]
+            if missing:
+                raise KeyError(", ".join(missing) + " missing")
+            PreprocessConfig.from_dict(pre)
+        except (KeyError, TypeError, ValueError, FertrtError) as exc:
+            raise FertrtError(f"{p}: damaged fertrt checkpoint: its {where} is not a preprocessing config "
+                              f"({exc.__class__.__name__}: {safe(exc)})") from None
 
 
 def checkpoint_model_kwargs(ckpt: dict) -> dict:
@@ -135,4 +155,8 @@ def load_model(path):
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise FertrtError(f"{path}: weights do not fit model {ckpt['model_name']!r} ({safe(str(exc).splitlines()[0])})") from exc
+    bad = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # a diverged run or a damaged file: every figure computed from it would be meaningless
+        raise FertrtError(f"{path}: {len(bad)} weight tensors hold NaN or infinite values (first: {safe(bad[0])}); "
+                          "the run diverged or the file is damaged")
     return model.eval(), ckpt

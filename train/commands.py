@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from fertrt.errors import FertrtError
@@ -22,7 +24,25 @@ def _parse_model_args(items) -> dict:
     return out
 
 
+# Intra-op threads for CPU training: fixed, never the core count or the load, because the thread count
+# decides how reductions are split and so the last bits of every weight: with it fixed the same seed gives
+# the same model on a quiet or a busy machine (and on machines with other core counts).
+DEFAULT_THREADS = 2
+
+
+def set_cpu_threading(threads: int = DEFAULT_THREADS) -> None:
+    """OpenMP settings for CPU training, read once when torch loads its OpenMP runtime (so set before torch is
+    imported; later they are ignored). With OMP_WAIT_POLICY=PASSIVE a thread that reaches a barrier first
+    sleeps instead of spinning on a core that a descheduled partner needs: under competing load training slows
+    in proportion instead of collapsing (benchmarks/training_threads.py). Values the user exported are kept."""
+    if "torch" in sys.modules:
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 def cmd_train(args):
+    set_cpu_threading(args.threads)
     from .augment import AugmentConfig
     from .trainer import TrainConfig, train
 
@@ -32,7 +52,8 @@ def cmd_train(args):
                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, balanced=args.balanced,
                       clip_grad=args.clip_grad, seed=args.seed, workers=args.workers, device=args.device,
                       amp=not args.no_amp, resume=args.resume, force=args.force, grey=args.grey,
-                      model_kwargs=_parse_model_args(args.model_arg), augment=augment)
+                      model_kwargs=_parse_model_args(args.model_arg), augment=augment, init=args.init,
+                      threads=args.threads)
     result = train(cfg)
     if not result["is_main"]:
         return 0  # under torchrun only rank 0 reports
@@ -95,6 +116,15 @@ def run_eval(checkpoint, data_spec=None, split_name="test", out=None, batch_size
     return res
 
 
+EVAL_OUTPUTS = ("{}.json", "{}_confusion.png", "{}_region_weights.png", "{}_region_overlay.png", "{}_region_examples.png")
+
+
 def cmd_eval(args):
+    from fertrt.fileio import check_folder_outputs
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    if out.is_dir():  # before the model is loaded: an earlier eval's files are replaced only with --force
+        names = [n.format(f"eval_{args.split}") for n in EVAL_OUTPUTS]
+        check_folder_outputs(out, names, overwrite=getattr(args, "force", False), option="-o")
     run_eval(args.checkpoint, args.data, args.split, args.out, args.batch_size)
     return 0

@@ -23,6 +23,7 @@ from fertrt.runtime.preprocess import normalize, prepare_images
 
 from .augment import AugmentConfig, augment_batch, random_erasing
 from .checkpoint import checkpoint_model_kwargs, read_checkpoint, save_checkpoint
+from .commands import DEFAULT_THREADS
 
 DEFAULT_EPOCHS = 10
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "confusion_val.png")  # what a training run writes into its folder
@@ -34,7 +35,7 @@ class TrainConfig:
     data: str = "synth"
     out: str = "runs/train"
     epochs: int | None = None  # None: 10 for a new run, the run's own count for --resume
-    minutes: float | None = None  # wall-clock budget (over all resumes); epochs fitted to it after each epoch
+    minutes: float | None = None  # wall-clock budget (over all resumes): machine- and load-dependent epochs
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -45,6 +46,7 @@ class TrainConfig:
     clip_grad: float = 5.0
     seed: int = 0
     workers: int = 0
+    threads: int = DEFAULT_THREADS  # intra-op threads (split between ranks under torchrun)
     device: str = "auto"
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only
@@ -52,6 +54,7 @@ class TrainConfig:
     force: bool = False  # replace another run found in `out`
     grey: bool = False
     model_kwargs: dict = field(default_factory=dict)
+    init: str | None = None  # fine-tuning: start from this fertrt checkpoint's weights (weights only)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -156,6 +159,19 @@ def fit_epochs(epochs: int, done: int, per_epoch: float, seconds_left: float) ->
     return max(done, min(epochs, done + int(max(seconds_left, 0.0) // max(per_epoch, 1e-9))))
 
 
+def seed_epoch(seed: int, rank: int, epoch: int, loader, collate) -> None:
+    """Draw an epoch's order, augmentation and dropout from (seed, rank, epoch) alone, so that a run
+    resumed at any epoch continues exactly as an uninterrupted one (with workers=0: loader processes keep
+    their own copy of the augmentation generator)."""
+    torch_seed, order_seed = np.random.SeedSequence([seed, rank, epoch]).generate_state(2)
+    torch.manual_seed(int(torch_seed))
+    collate.rng = np.random.default_rng([seed, rank, epoch])
+    sampler_generator = getattr(loader.sampler, "generator", None)
+    for generator in (loader.generator, sampler_generator):
+        if generator is not None:
+            generator.manual_seed(int(order_seed))
+
+
 def _lr_lambda(state):
     def fn(step):
         warm, total = state["warmup_steps"], state["total_steps"]
@@ -177,7 +193,8 @@ def _check_config(cfg: TrainConfig):
               ("--warmup-epochs", math.isfinite(cfg.warmup_epochs) and cfg.warmup_epochs >= 0, "a finite number >= 0"),
               ("--label-smoothing", 0 <= cfg.label_smoothing < 1, "a number in [0, 1)"),
               ("--clip-grad", math.isfinite(cfg.clip_grad) and cfg.clip_grad >= 0, "a finite number >= 0 (0 = off)"),
-              ("--workers", cfg.workers >= 0, "an integer >= 0")]
+              ("--workers", cfg.workers >= 0, "an integer >= 0"),
+              ("--threads", cfg.threads >= 1, "an integer >= 1")]
     for option, ok, expected in checks:
         if not ok:
             raise FertrtError(f"{option}: expected {expected}")
@@ -194,6 +211,9 @@ def _check_config(cfg: TrainConfig):
 
 def _claim_folder(out: Path, cfg: TrainConfig, log):
     """A folder holding another run is continued only with --resume and replaced only with --force."""
+    from fertrt.fileio import check_folder_outputs
+
+    check_folder_outputs(out, RUN_FILES, overwrite=True)  # a device node or FIFO there: refused, --force or not
     found = [name for name in RUN_FILES if (out / name).exists()]
     if not found or cfg.resume:
         return
@@ -227,8 +247,7 @@ def _train(cfg: TrainConfig, log=print) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if device == "cuda" and local_rank is not None:
         device = f"cuda:{local_rank}"
-    if device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.set_num_threads(max(1, cfg.threads // world))
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
@@ -259,6 +278,10 @@ def _train(cfg: TrainConfig, log=print) -> dict:
     data = load_data(cfg.data, image_size=size, seed=cfg.seed, splits=("train", "val"))
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise FertrtError(f"data {cfg.data!r}: the training split is empty")
+    present = [name for name, n in data.splits["train"].class_counts().items() if n]
+    if len(present) < 2:  # one class: every prediction is right, and the model learns nothing
+        raise FertrtError(f"data {cfg.data!r}: the training split holds only the class {', '.join(present) or '(none)'}; "
+                          "training a classifier needs images of at least two classes")
     train_split, val_split, val_note = _train_val(data, cfg.seed)
     if val_note and is_main:
         log(val_note)
@@ -270,6 +293,10 @@ def _train(cfg: TrainConfig, log=print) -> dict:
             f"(ready in {time.perf_counter() - t_data:.1f}s)")
 
     model = create_model(cfg.model, num_classes=num_classes, class_names=data.class_names, **kwargs)
+    if cfg.init and not resume_ckpt:  # a resumed run has its own weights already
+        from .pretrained import load_init_weights
+
+        load_init_weights(model, cfg.init, cfg.model, data.class_names, log if is_main else None)
     # saved with the run, so a later change of these defaults cannot change what this model computes
     kwargs = {**getattr(model, "design_kwargs", {}), **kwargs}
     pre = model.default_cfg.preprocess
@@ -323,7 +350,6 @@ def _train(cfg: TrainConfig, log=print) -> dict:
                               f"pass --epochs above {start_epoch} to train further")
         if epochs != resume_ckpt["schedule"]["epochs"]:  # the cosine schedule ends at the new last epoch
             sched_state["total_steps"] = epochs * steps_per_epoch
-        train_collate.rng = np.random.default_rng([cfg.seed, rank, start_epoch])
         if is_main:
             log(f"resumed from {last_path} at epoch {start_epoch + 1}/{epochs}")
     if is_main:
@@ -347,6 +373,7 @@ def _train(cfg: TrainConfig, log=print) -> dict:
     while epoch < epochs:
         if sampler is not None:
             sampler.set_epoch(epoch)
+        seed_epoch(cfg.seed, rank, epoch, train_loader, train_collate)
         model.train()
         t_epoch = time.perf_counter()
         seen = correct = 0
@@ -424,14 +451,46 @@ def _train(cfg: TrainConfig, log=print) -> dict:
             write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
             log(f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.3f} train acc {metrics['train_accuracy']:.3f} "
                 f"val acc {val['accuracy']:.3f} macro-F1 {val['macro_f1']:.3f} ({seen / train_time:.0f} img/s"
-                f"{', best' if improved else ''})")
+                f"{', best' if improved else ''}){_eta(t_start, epoch + 1 - start_epoch, epochs - epoch - 1)}")
             if train_collate.dropped:
                 log(f"  skipped {train_collate.dropped} unreadable images so far")
         epoch += 1
     if world > 1:
         torch.distributed.destroy_process_group()
+    if is_main:
+        _warn_near_chance(best_acc, val_split.labels, num_classes, epochs, log)
     return {"best_accuracy": best_acc, "epochs": epochs, "seconds": time.perf_counter() - t_start, "is_main": is_main,
             "best": str(best_path), "last": str(last_path), "history": history}
+
+
+def _eta(t_start: float, done: int, left: int) -> str:
+    """', ETA 3.2 min' from the mean wall time of the epochs done in this session (validation included)."""
+    if left <= 0 or done <= 0:
+        return ""
+    return f", ETA {(time.perf_counter() - t_start) / done * left / 60:.1f} min"
+
+
+def chance_accuracy(labels, num_classes: int) -> float:
+    """What a model that learned nothing scores: always the most frequent class (1/classes if balanced)."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
+    return max(1.0 / max(num_classes, 1), float(counts.max()) / max(int(counts.sum()), 1))
+
+
+def near_chance(accuracy: float, chance: float) -> bool:
+    """Within a tenth of the way from chance to perfect: 22.9 % for 7 balanced classes, 55 % for 2."""
+    return accuracy < chance + 0.1 * (1.0 - chance) or accuracy <= chance
+
+
+def _warn_near_chance(best_acc: float, val_labels, num_classes: int, epochs: int, log) -> None:
+    if len(val_labels) == 0:
+        return
+    labels = np.asarray(val_labels)
+    labels = labels if labels.ndim == 1 else labels.argmax(1)
+    chance = chance_accuracy(labels, num_classes)
+    if near_chance(best_acc, chance):
+        log(f"WARNING: the best validation accuracy {best_acc:.4f} is near chance ({chance:.4f}: always predicting "
+            f"the most frequent of {num_classes} classes): this model has learned next to nothing. Likely causes: too "
+            f"few epochs ({epochs}), a diverging loss (lower --lr), or data with one class or unreadable images")
 
 
 def _train_val(data, seed: int):

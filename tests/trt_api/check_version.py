@@ -25,7 +25,8 @@ import tensorrt_bindings as real_trt  # noqa: E402  (found through sys.path / LD
 
 from fertrt.engine import builder as builder_mod  # noqa: E402
 from fertrt.engine.compat import capabilities_of, require_supported  # noqa: E402
-from fertrt.engine.plan import BuildOptions, GraphInfo, make_plan  # noqa: E402
+from fertrt.engine.plan import BuildOptions, BuildPlan, GraphInfo, make_plan  # noqa: E402
+from fertrt.engine.sidecar import build_sidecar, compatibility_problems, read_sidecar  # noqa: E402
 from fertrt.errors import FertrtError  # noqa: E402
 from fertrt.runtime import trt_backend  # noqa: E402
 
@@ -39,7 +40,9 @@ MODULE_NAMES = [
     "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "MemoryPoolType.WORKSPACE", "ProfilingVerbosity.DETAILED", "DeviceType.DLA",
     "HardwareCompatibilityLevel", "HardwareCompatibilityLevel.NONE", "HardwareCompatibilityLevel.AMPERE_PLUS",
     "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "TensorIOMode.INPUT", "LayerInformationFormat.JSON", "DataType.FLOAT",
-    "nptype", "Dims",
+    "Dims", "init_libnvinfer_plugins", "Logger.min_severity", "OnnxParser.parse_from_file", "ParserError",
+    "ParserError.node", "ParserError.node_name", "ParserError.node_operator", "ParserError.desc",
+    "DataType.HALF", "DataType.INT8", "DataType.INT32", "DataType.INT64", "DataType.BOOL", "DataType.UINT8",
     # capability detection (engine/compat.py) on classes
     "IBuilderConfig.int8_calibrator", "IBuilderConfig.builder_optimization_level", "IBuilderConfig.hardware_compatibility_level",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.set_calibration_profile",
@@ -49,6 +52,8 @@ MODULE_NAMES = [
 ]
 
 SHAPE = ("batch", 3, 32, 32)
+HOST = ("Linux", "aarch64")  # plan as on a Jetson, where DLA exists (dla_unavailable decides per version)
+GPU = {"name": "API-check stand-in (no GPU)", "compute_capability": "8.7", "integrated": False}
 PREPROCESS = {"input_size": [32, 32], "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "color_order": "RGB", "layout": "NCHW"}
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 
@@ -71,6 +76,11 @@ class Driver:
 
     def env(self, **scenario):
         env = Env(real_trt, Scenario(**scenario), integrated=scenario.get("integrated", False))
+
+        def nptype(*a):  # TensorRT 8.5's nptype uses np.bool (gone in numpy 1.24): fertrt must not call it
+            raise AssertionError("trt.nptype called")
+
+        env.module.nptype = nptype
         sys.modules["tensorrt"] = env.module
         trt_backend._CUDA = env.cuda
         return env
@@ -85,14 +95,17 @@ class Driver:
         data, facts = builder_mod.build_engine(self.tmp / "model.onnx", plan, cal, log=messages.append, cuda=env.cuda)
         return data, facts
 
-    def write_engine(self, env, data, opts: BuildOptions, name="m.engine") -> Path:
+    def write_engine(self, env, data, opts: BuildOptions, name="m.engine", plan=None, layers=None, version=None) -> Path:
+        """The engine and its sidecar as fertrt's build_sidecar writes it (read back through read_sidecar)."""
         path = self.tmp / name
         path.write_bytes(data)
-        side = {"format": "fertrt-engine-1", "tensorrt_version": real_trt.__version__, "gpu": env.cuda.device_info(), "jetson": None,
-                "class_names": CLASSES, "preprocess": PREPROCESS, "precision": {"requested": opts.precision}, "profile": None,
-                "build_options": {"version_compatible": opts.version_compatible, "hardware_compat": opts.hardware_compat},
-                "layers": None, "io": {}, "explain_outputs": []}
+        meta = {"class_names": CLASSES, "preprocess": PREPROCESS, "precision": "fp32", "model_name": "api-check"}
+        side = build_sidecar(trt_version=version or real_trt.__version__, gpu=env.cuda.device_info(), jetson=None,
+                             onnx_path=self.tmp / "model.onnx", onnx_sha256="0" * 64, meta=meta,
+                             plan=plan or BuildPlan(strongly_typed=False), opts=opts,
+                             io={"input": {"name": "input", "shape": list(SHAPE)}, "outputs": ["logits"]}, build={}, layers=layers)
         Path(str(path) + ".json").write_text(json.dumps(side))
+        read_sidecar(path)  # what the runner will read: must pass fertrt's own sidecar checks
         return path
 
     def run(self, env, path, batches, cuda_graph, timed=True):
@@ -103,7 +116,11 @@ class Driver:
                     raise AssertionError(f"logits shape {out['logits'].shape} for batch {n}")
             if timed:
                 runner.infer_timed(np.zeros((batches[0],) + SHAPE[1:], np.float32))
-            return runner.use_graph
+            kept = runner.use_graph
+        leaks = {k: env.cuda.allocated[k] - env.cuda.freed[k] for k in env.cuda.allocated if env.cuda.allocated[k] != env.cuda.freed[k]}
+        if leaks:
+            raise AssertionError(f"CUDA resources not freed by close(): {leaks}")
+        return kept
 
     @staticmethod
     def run_timed_only(path, n):
@@ -115,9 +132,9 @@ class Driver:
         """make_plan as commands.build calls it; None when it refuses (with a FertrtError: a clear message)."""
         graph = GraphInfo("input", SHAPE, graph_precision, "0" * 64)
         try:
-            plan = make_plan(opts, caps, graph, dla_cores)
+            plan = make_plan(opts, caps, graph, dla_cores, gpu=GPU, host=HOST)
             if plan.prequantize:  # commands.build quantizes first and plans again on the new graph
-                plan = make_plan(opts, caps, GraphInfo("input", SHAPE, plan.prequantize, "1" * 64), dla_cores)
+                plan = make_plan(opts, caps, GraphInfo("input", SHAPE, plan.prequantize, "1" * 64), dla_cores, gpu=GPU, host=HOST)
         except FertrtError:
             return None
         return plan
@@ -128,10 +145,12 @@ class Driver:
         messages = []
         try:
             data, facts = self.build(env, opts, plan, messages)
-            layers = builder_mod.inspect_layers(data, version_compatible=opts.version_compatible)
-            if layers is not None and any("N/A" in str(l.get("precision")) for l in layers):
+            layers = builder_mod.inspect_layers(data, version_compatible=opts.version_compatible, log=messages.append)
+            if layers is not None and any(l.get("precision") is None or "N/A" in str(l.get("precision")) for l in layers):
                 raise AssertionError(f"layer precisions unknown: {layers[0]}")
-            path = self.write_engine(env, data, opts)
+            if plan.dla_core is not None and not builder_mod.dla_layer_count(layers):
+                raise AssertionError(f"a DLA build with no layer reported on DLA: {layers}")
+            path = self.write_engine(env, data, opts, plan=plan, layers=layers)
             mn, op, mx = plan.profile["input"]["min"][0], plan.profile["input"]["opt"][0], plan.profile["input"]["max"][0]
             self.run(env, path, [op, mx, op], cuda_graph=False)
             kept = self.run(env, path, [op, op, mx, mn, op], cuda_graph=True)
@@ -153,6 +172,8 @@ def plan_matrix(caps):
         ("workspace+opt-level+timing-cache", {"workspace_mib": 256, "builder_opt_level": 5, "timing_cache": "TC"}),
         ("dla0+gpu-fallback", {"dla_core": 0, "gpu_fallback": True}),
         ("dla1", {"dla_core": 1}),
+        ("dla0+gpu-fallback+batch1", {"dla_core": 0, "gpu_fallback": True, "batch": (1, 1, 1)}),
+        ("dla1+batch4", {"dla_core": 1, "batch": (4, 4, 4)}),
         ("version-compatible", {"version_compatible": True}),
         ("hw-none", {"hardware_compat": "none"}),
         ("hw-ampere+", {"hardware_compat": "ampere+"}),
@@ -360,6 +381,224 @@ def main(out_path):
             return str(exc)
         raise AssertionError("TrtRunner opened an engine on a TensorRT without the tensor API")
 
+    # ---- issue 24: the second audit's defects and failure paths
+    def expect_error(fn, *needles):
+        try:
+            fn()
+        except FertrtError as exc:
+            missing = [n for n in needles if n not in str(exc)]
+            assert not missing, f"{missing} not in {exc}"
+            return str(exc)
+        raise AssertionError(f"no FertrtError (expected one naming {needles})")
+
+    def plain_engine(env, opts=None):
+        opts = opts or BuildOptions()
+        plan = make_plan(opts, caps, graph32)
+        data, _ = builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda)
+        return driver.write_engine(env, data, opts, plan=plan)
+
+    def dla_rules():
+        results = []
+        fp16 = GraphInfo("input", SHAPE, "fp16", "2" * 64)
+        weak_ok = caps.fp16_flag and not caps.strongly_typed
+        reason = None
+        from fertrt.engine.plan import dla_unavailable
+
+        reason = dla_unavailable(caps.version, *HOST)
+        if reason:
+            msg = expect_error(lambda: make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 2, host=HOST),
+                               "--dla-core 0")
+            return f"DLA refused on this version: {msg}"
+        expect_error(lambda: make_plan(BuildOptions(batch=(1, 1, 1), dla_core=0, gpu_fallback=True), caps, graph32, 2, host=HOST),
+                     "DLA runs FP16 and INT8 only")
+        expect_error(lambda: make_plan(BuildOptions(precision="fp16", dla_core=0), caps, fp16, 2, host=HOST), "MIN = OPT = MAX")
+        results.append("FP32 and dynamic profiles refused")
+        expect_error(lambda: make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 0, host=HOST), "no DLA")
+        opts = BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0, gpu_fallback=True, weakly_typed=not weak_ok and caps.fp16_flag)
+        plan = make_plan(opts, caps, fp16, 2, host=HOST)
+        env = driver.env(dla_cores=0)  # make_plan was told 2 cores, the device has none: the builder's own check
+        expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "no DLA cores")
+        results.append("no-DLA-cores branch refused in make_plan and in build_engine")
+        for on_dla in (2, 0):
+            env = driver.env(dla_cores=2, dla_layers=on_dla)
+            data, _ = builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda)
+            counted = builder_mod.dla_layer_count(builder_mod.inspect_layers(data))
+            assert counted == on_dla and not env.journal.violations, (counted, env.journal.violations)
+        results.append("layers on DLA counted from the inspector (2, and 0 when all fell back)")
+        return "; ".join(results)
+
+    def parser_errors():
+        has_name = hasattr(real_trt.ParserError, "node_name")
+        env = driver.env(parse_errors=[(3, "conv_3", "Conv", "unsupported attribute"), (-1, "", "", "model-level error")])
+        msg = expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32),
+                                                            log=lambda *a: None, cuda=env.cuda),
+                           "ONNX parser failed", "node 3", "unsupported attribute", "model-level error")
+        assert ("conv_3" in msg and "Conv" in msg) == has_name, (has_name, msg)
+        assert "OnnxParser.parse_from_file" in env.journal.names() and not env.journal.violations, env.journal.violations
+        return f"node_name {'reported' if has_name else 'absent in this version'}: {msg!r}"
+
+    def factories_none():
+        results = []
+        plan = make_plan(BuildOptions(timing_cache=str(tmp / "none.timing")), caps, graph32)
+        for factory in ("Builder", "create_network", "create_builder_config", "create_optimization_profile", "create_timing_cache"):
+            env = driver.env(none_from=[factory])
+            expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "TensorRT")
+            results.append(factory)
+        env = driver.env()
+        path = plain_engine(env)
+        for factory, needle in (("Runtime", "could not create a Runtime"), ("create_execution_context", "execution context")):
+            env = driver.env(none_from=[factory])
+            expect_error(lambda: trt_backend.TrtRunner(path), needle)
+            assert all(env.cuda.allocated[k] == env.cuda.freed[k] for k in env.cuda.allocated), env.cuda.allocated
+            results.append(factory)
+        env = driver.env(none_from=["create_execution_context"])
+        notes = []
+        layers = builder_mod.inspect_layers(path.read_bytes(), log=notes.append)
+        assert layers and all(l["precision"] is None for l in layers) and any("precisions" in n for n in notes), (layers, notes)
+        env = driver.env(address_refused=True)
+        expect_error(lambda: trt_backend.TrtRunner(path), "the address of tensor")
+        env = driver.env(profile_invalid=True)
+        expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "optimization profile")
+        results.append("set_tensor_address False, add_optimization_profile -1")
+        if caps.calibration_profile and caps.calibrator:
+            cplan = make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 8, 16), calib_data="synth", calib_size=16),
+                              caps, graph32)
+            env = driver.env(calib_profile_refused=True)
+            expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", cplan, driver.calib_images(16), log=lambda *a: None,
+                                                          cuda=env.cuda), "calibration profile")
+            assert env.cuda.allocated["device"] == env.cuda.freed["device"], "calibrator buffer leaked"
+            results.append("set_calibration_profile False")
+        return "None/False handled: " + ", ".join(results)
+
+    def capture_rules():
+        env = driver.env()
+        opts = BuildOptions(batch=(1, 8, 32))
+        plan = make_plan(opts, caps, graph32)
+        data, _ = builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda)
+        path = driver.write_engine(env, data, opts, plan=plan)
+        kept = driver.run(env, path, [8, 8, 4, 4, 32, 1, 8], cuda_graph=True)
+        assert kept and not env.journal.violations, env.journal.violations
+        # the stand-ins flag what the runner must never do inside a capture (so the check above can fail)
+        with trt_backend.TrtRunner(path, cuda_graph=True) as runner:
+            runner.infer_outputs(np.zeros((8,) + SHAPE[1:], np.float32))
+            env.cuda.graph_capture(runner.stream, lambda: (env.cuda.sync(runner.stream),
+                                                           runner.context.set_input_shape("input", (4,) + SHAPE[1:])))
+        flagged = [v for v in env.journal.violations if "inside a CUDA graph capture" in v]
+        assert len(flagged) == 2, env.journal.violations
+        return "batch changes 8,8,4,4,32,1,8 re-captured cleanly; a sync and a shape change inside a capture are flagged"
+
+    def calibration_too_small():
+        if not (caps.calibrator and caps.int8_flag):
+            return "no calibrator in this version"
+        plan = make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=64),
+                         caps, graph32)
+        env = driver.env()
+        msg = expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, driver.calib_images(20), log=lambda *a: None,
+                                                            cuda=env.cuda), "20 images", "batch of 32")
+        assert "Builder()" not in env.journal.names(), "refused only after TensorRT work began"
+        return msg
+
+    def resources():
+        env = driver.env()
+        path = plain_engine(env, BuildOptions(batch=(1, 8, 32)))
+        for graph in (False, True):
+            env = driver.env()
+            runner = trt_backend.TrtRunner(path, cuda_graph=graph)
+            with runner:
+                for n in (8, 8, 4):
+                    runner.infer_outputs(np.zeros((n,) + SHAPE[1:], np.float32))
+                for _ in range(3):
+                    runner.infer_timed(np.zeros((8,) + SHAPE[1:], np.float32))
+            runner.close()  # a second close is harmless
+            assert env.cuda.allocated == env.cuda.freed, (env.cuda.allocated, env.cuda.freed)
+            assert env.cuda.allocated["event"] == 4, env.cuda.allocated
+            assert not env.journal.violations, env.journal.violations
+            expect_error(lambda: runner.infer(np.zeros((1,) + SHAPE[1:], np.float32)), "closed")
+        return f"allocated == freed {env.cuda.freed}; 4 events for 3 timed calls; closed runner refuses work"
+
+    def logger_and_plugins():
+        env = driver.env()
+        path = plain_engine(env)
+        builder_mod.inspect_layers(path.read_bytes())
+        driver.run(env, path, [8], cuda_graph=False)
+        assert env.loggers and all(l is env.loggers[0] for l in env.loggers), f"{len(set(map(id, env.loggers)))} loggers"
+        names = env.journal.names()
+        assert names.count("init_libnvinfer_plugins") == 1 and not env.journal.violations, (names[:5], env.journal.violations)
+        return f"one Logger for {len(env.loggers)} uses; plugins initialised once, before parse and deserialize"
+
+    def dtype_map():
+        from fertrt.runtime.trt_backend import numpy_dtype
+
+        mapped, refused = [], []
+        for name in sorted(real_trt.DataType.__members__):
+            try:
+                mapped.append(f"{name}->{numpy_dtype(getattr(real_trt.DataType, name))}")
+            except FertrtError:
+                refused.append(name)
+        assert {"FLOAT", "HALF", "INT8", "INT32", "BOOL"} <= {m.split("->")[0] for m in mapped}, mapped
+        return f"{', '.join(mapped)}; refused: {', '.join(refused) or 'none'}"
+
+    def sidecar_pairs():
+        env = driver.env()
+        opts = BuildOptions(version_compatible=True)
+        results = []
+        for built in ("8.6.1", "10.3.0", "11.0.0"):
+            path = driver.write_engine(env, b"x", opts, name=f"vc-{built}.engine", version=built)
+            problems = compatibility_problems(read_sidecar(path), real_trt.__version__, GPU)
+            results.append(f"{built}: {'loads' if not problems else problems[0][:60]}")
+        return "; ".join(results)
+
+    def ampere_plus():
+        if "AMPERE_PLUS" not in caps.hardware_compat_levels:
+            return "no AMPERE_PLUS"
+        opts = BuildOptions(hardware_compat="ampere+")
+        expect_error(lambda: make_plan(opts, caps, graph32, gpu={"name": "Xavier", "compute_capability": "7.2"}), "8.0")
+        env = driver.env()
+        builder_mod.build_engine(tmp / "model.onnx", make_plan(opts, caps, graph32, gpu=GPU), log=lambda *a: None, cuda=env.cuda)
+        return "refused on cc 7.2, built on cc 8.7"
+
+    def threads():
+        import threading
+
+        env = driver.env()
+        path = plain_engine(env, BuildOptions(batch=(1, 8, 32)))
+        env = driver.env()
+        runners = [trt_backend.TrtRunner(path, cuda_graph=graph) for graph in (False, True)]  # as bench --streams opens them
+        errors = []
+
+        def work(runner):
+            try:
+                for n in (8, 8, 4):
+                    runner.infer_outputs(np.zeros((n,) + SHAPE[1:], np.float32))
+                runner.infer_timed(np.zeros((8,) + SHAPE[1:], np.float32))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(r,)) for r in runners]
+        [t.start() for t in workers]
+        [t.join() for t in workers]
+        for r in runners:
+            r.close()
+        assert not errors and not env.journal.violations, (errors, env.journal.violations)
+        pushes = env.cuda.activations
+        # the rule is enforced: an unguarded call from a worker thread is flagged
+        bare = threading.Thread(target=lambda: env.cuda.htod_async(None, np.zeros(1, np.float32), None))
+        bare.start()
+        bare.join()
+        assert any("not current" in v for v in env.journal.violations), env.journal.violations
+        return f"2 runners used from 2 worker threads: context pushed {pushes} times, no call without it"
+
+    check("issue24_threads", threads)
+    check("issue24_dla_rules", dla_rules)
+    check("issue24_parser_errors", parser_errors)
+    check("issue24_factories_none", factories_none)
+    check("issue24_capture_rules", capture_rules)
+    check("issue24_calibration_too_small", calibration_too_small)
+    check("issue24_resources", resources)
+    check("issue24_logger_plugins", logger_and_plugins)
+    check("issue24_dtype_map", dtype_map)
+    check("issue24_sidecar_pairs", sidecar_pairs)
+    check("issue24_ampere_plus", ampere_plus)
     check("defect1_same_cc", same_cc)
     check("defect2_version_compatible_load", version_compatible)
     check("defect3_calibration_opt_batch", calibration_batch)

@@ -28,6 +28,8 @@ VERSIONS = [
     ("tensorrt-cu12-bindings", "10.3.0", "JetPack 6.1 / 6.2"),
     ("tensorrt-cu12-bindings", "10.8.0.43", "last before SAME_COMPUTE_CAPABILITY"),
     ("tensorrt-cu12-bindings", "10.9.0.34", "first with SAME_COMPUTE_CAPABILITY"),
+    ("tensorrt-cu12-bindings", "10.10.0.31", "10.10"),
+    ("tensorrt-cu12-bindings", "10.11.0.33", "10.11"),
     ("tensorrt-cu12-bindings", "10.13.0.35", "JetPack 7 era 10.x"),
     ("tensorrt-cu12-bindings", "11.0.0.114", "first 11.x: strongly typed only"),
     ("tensorrt-cu12-bindings", "11.4.0.106", "newest on PyPI when written"),

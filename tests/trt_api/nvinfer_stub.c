@@ -11,7 +11,8 @@ void *createInferRuntime_INTERNAL(void *logger, int version) { (void)logger; (vo
 void *createInferRefitter_INTERNAL(void *engine, void *logger, int version) { (void)engine; (void)logger; (void)version; return NULL; }
 void *getPluginRegistry(void) { return NULL; }
 void *getBuilderPluginRegistry(int capability) { (void)capability; return NULL; }
-int initLibNvInferPlugins(void *logger, const char *ns) { (void)logger; (void)ns; return 0; }
+/* reports success, as a working install does; the stand-ins check that fertrt calls it before parse/deserialize */
+int initLibNvInferPlugins(void *logger, const char *ns) { (void)logger; (void)ns; return 1; }
 void *createNvOnnxParser_INTERNAL(void *network, void *logger, int version) { (void)network; (void)logger; (void)version; return NULL; }
 void *createNvOnnxParserRefitter_INTERNAL(void *refitter, void *logger, int version) { (void)refitter; (void)logger; (void)version; return NULL; }
 int getNvOnnxParserVersion(void) { return 0; }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import numpy as np
 
@@ -213,6 +214,12 @@ class Scenario:
         self.no_timing_cache = kw.get("no_timing_cache", False)
         self.execute_fails = kw.get("execute_fails", False)
         self.shape_refused = kw.get("shape_refused", False)
+        self.none_from = set(kw.get("none_from", ()))  # factories that return None: "Builder", "create_execution_context", ...
+        self.address_refused = kw.get("address_refused", False)  # set_tensor_address -> False
+        self.profile_invalid = kw.get("profile_invalid", False)  # add_optimization_profile -> -1
+        self.calib_profile_refused = kw.get("calib_profile_refused", False)  # set_calibration_profile -> False
+        self.parse_errors = kw.get("parse_errors", None)  # [(node, name, op, desc), ...]: the parser fails with these
+        self.dla_layers = kw.get("dla_layers", 1)  # layers that run on DLA in a DLA build (0: all fell back to the GPU)
 
 
 class ModelBuilder:
@@ -222,13 +229,13 @@ class ModelBuilder:
         self.platform_has_fast_fp16 = True
 
     def create_network(self, flags=0):
-        return self.env.strict("INetworkDefinition", ModelNetwork(int(flags)))
+        return self.env.made("create_network", lambda: self.env.strict("INetworkDefinition", ModelNetwork(int(flags))))
 
     def create_builder_config(self):
-        return self.env.strict("IBuilderConfig", ModelConfig(self.env))
+        return self.env.made("create_builder_config", lambda: self.env.strict("IBuilderConfig", ModelConfig(self.env)))
 
     def create_optimization_profile(self):
-        return self.env.strict("IOptimizationProfile", ModelProfile())
+        return self.env.made("create_optimization_profile", lambda: self.env.strict("IOptimizationProfile", ModelProfile()))
 
     def build_serialized_network(self, network, config):
         env, cfg, net = self.env, config._model, network._model
@@ -241,14 +248,22 @@ class ModelBuilder:
         if not cfg.profiles:
             env.journal.violations.append("a dynamic-batch network built without an optimization profile")
             return None
-        if cfg.default_device_type is not None and cfg.default_device_type == trt.DeviceType.DLA and self.num_DLA_cores == 0:
+        on_dla = cfg.default_device_type is not None and cfg.default_device_type == trt.DeviceType.DLA
+        if on_dla and self.num_DLA_cores == 0:
             env.journal.violations.append("DLA requested on a device without DLA")
             return None
+        if on_dla:
+            shapes = next(iter(cfg.profiles[0].shapes.values()))
+            if not (flags & {"FP16", "INT8"} or strongly):
+                env.journal.violations.append("an FP32 build on DLA (DLA runs FP16/INT8 only: every layer would go to the GPU)")
+            if len(set(shapes)) != 1:
+                env.journal.violations.append(f"a DLA build with a dynamic profile {shapes} (DLA needs MIN = OPT = MAX)")
         if "INT8" in flags and cfg.int8_calibrator is not None:
             if not self._calibrate(cfg):
                 return None
         payload = {"version_compatible": "VERSION_COMPATIBLE" in flags, "profile": cfg.profiles[0].shapes,
-                   "precision": "Half" if "FP16" in flags or strongly else "Float"}
+                   "precision": "Half" if "FP16" in flags or strongly else "Float",
+                   "dla_layers": env.scenario.dla_layers if on_dla else 0}
         return env.strict("IHostMemory", ModelHostMemory(API_CHECK_MARK + json.dumps(payload).encode()))
 
     def _calibrate(self, cfg):
@@ -294,7 +309,14 @@ class ModelParser:
         self.env, self.network = env, network
         self.num_errors = 0
 
+    def parse_from_file(self, model):
+        return self.parse(b"", model)
+
     def parse(self, model, path=None):
+        self.env.require_plugins("parse")
+        if self.env.scenario.parse_errors:
+            self.num_errors = len(self.env.scenario.parse_errors)
+            return False
         trt, net = self.env.trt, self.network._model
         ncf = trt.NetworkDefinitionCreationFlag
         explicit = any(hasattr(ncf, n) and net.flags & (1 << int(getattr(ncf, n))) for n in ("EXPLICIT_BATCH", "STRONGLY_TYPED"))
@@ -305,7 +327,30 @@ class ModelParser:
         return True
 
     def get_error(self, index):
-        raise ApiMisuse("get_error called without errors")
+        errors = self.env.scenario.parse_errors or []
+        if not 0 <= index < len(errors):
+            raise ApiMisuse(f"get_error({index}) with {len(errors)} errors")
+        return self.env.strict("ParserError", ModelParserError(*errors[index]))
+
+
+class ModelParserError:
+    def __init__(self, node, name, op, desc):
+        self._node, self._name, self._op, self._desc = node, name, op, desc
+
+    def node(self):
+        return self._node
+
+    def node_name(self):
+        return self._name
+
+    def node_operator(self):
+        return self._op
+
+    def desc(self):
+        return self._desc
+
+    def code(self):
+        return 8  # ErrorCode.UNSUPPORTED_NODE
 
 
 class ModelConfig:
@@ -330,15 +375,20 @@ class ModelConfig:
     def add_optimization_profile(self, profile):
         if not profile._model.shapes:
             self.env.journal.violations.append("an optimization profile without shapes")
+        if self.env.scenario.profile_invalid:
+            return -1
         self.profiles.append(profile._model)
         return len(self.profiles) - 1
 
     def set_calibration_profile(self, profile):
+        if self.env.scenario.calib_profile_refused:
+            return False
         self.calibration_profile = profile._model
         return True
 
     def create_timing_cache(self, serialized_timing_cache):
-        return self.env.strict("ITimingCache", ModelTimingCache(self.env, bytes(serialized_timing_cache)))
+        return self.env.made("create_timing_cache",
+                             lambda: self.env.strict("ITimingCache", ModelTimingCache(self.env, bytes(serialized_timing_cache))))
 
     def set_timing_cache(self, cache, ignore_mismatch):
         if self.env.scenario.refuse_timing_cache and cache._model.blob:
@@ -385,6 +435,7 @@ class ModelRuntime:
         self.engine_host_code_allowed = False
 
     def deserialize_cuda_engine(self, serialized_engine):
+        self.env.require_plugins("deserialize_cuda_engine")
         data = bytes(serialized_engine)
         if not data.startswith(API_CHECK_MARK):
             return None
@@ -423,7 +474,7 @@ class ModelEngine:
         return [self.env.trt.Dims(s) for s in (self.min, self.opt, self.max)]
 
     def create_execution_context(self):
-        return self.env.strict("IExecutionContext", ModelContext(self.env, self))
+        return self.env.made("create_execution_context", lambda: self.env.strict("IExecutionContext", ModelContext(self.env, self)))
 
     def create_engine_inspector(self):
         return self.env.strict(self.env.inspector_class, ModelInspector(self.env, self))
@@ -438,6 +489,8 @@ class ModelContext:
     def set_input_shape(self, name, shape):
         e = self.engine
         shape = tuple(shape)
+        if self.env.cuda.capturing:
+            self.env.journal.violations.append(f"set_input_shape({shape}) inside a CUDA graph capture")
         if self.env.scenario.shape_refused or name != e.input_name or not all(lo <= s <= hi for lo, s, hi in zip(e.min, shape, e.max)):
             return False
         if shape != self.shape:
@@ -446,13 +499,14 @@ class ModelContext:
         return True
 
     def set_tensor_address(self, name, memory):
-        if name not in (self.engine.input_name, "logits"):
+        if self.env.scenario.address_refused or name not in (self.engine.input_name, "logits"):
             return False
         self.addresses[name] = memory
         return True
 
     def execute_async_v3(self, stream_handle):
         cuda = self.env.cuda
+        cuda.require_context("execute_async_v3")
         self.env.journal.log("enqueue", (), {"captured": cuda.capturing, "shape": self.shape})
         if self.env.scenario.execute_fails or self.shape is None or len(self.addresses) != 2:
             return False
@@ -475,8 +529,9 @@ class ModelInspector:
         ctx = self.execution_context
         known = ctx is not None and ctx._model.shape is not None
         fmt = f"Row major linear {self.engine.payload['precision']}" if known else "N/A due to dynamic shapes"
-        return json.dumps({"Layers": [{"Name": f"layer{i}", "LayerType": "API-check", "Outputs": [{"Format/Datatype": fmt}]}
-                                      for i in range(3)]})
+        n_dla = self.engine.payload.get("dla_layers", 0)
+        return json.dumps({"Layers": [{"Name": f"layer{i}", "LayerType": "DLA" if i < n_dla else "API-check",
+                                       "Outputs": [{"Format/Datatype": fmt}]} for i in range(3)]})
 
 
 # ---------------------------------------------------------------- the CUDA side (fertrt's own small interface)
@@ -488,33 +543,86 @@ class DevicePtr(int):
 
 
 class ModelCuda:
-    """Stands in for fertrt.runtime.trt_backend.cuda_api(): records stream work, checks copy sizes."""
+    """Stands in for fertrt.runtime.trt_backend.cuda_api(): records stream work, checks copy sizes, counts every
+    allocation (device, host, event, stream) against its free, and flags a sync inside a CUDA graph capture."""
 
     name = "api-check"
+    features = frozenset({"cuda-graph", "zero-copy", "threads"})
 
     def __init__(self, journal, integrated=False):
         self.journal, self.integrated = journal, integrated
         self.capturing = False
         self.next_address = 0x10000
+        self.live = {}  # id -> kind of every allocation not yet freed
+        self.allocated = {"device": 0, "host": 0, "event": 0, "stream": 0}
+        self.freed = {"device": 0, "host": 0, "event": 0, "stream": 0}
+        self.activations = 0
+        # the CUDA threading rule: the context is current on the thread that opened the binding; any other thread
+        # must make it current first (fertrt's ThreadContext does: this models push/pop per thread)
+        from fertrt.runtime.trt_backend import ThreadContext
+
+        self._threads = threading.local()
+        self.owner = threading.get_ident()
+
+        def push():
+            self.activations += 1
+            self._threads.current = True
+
+        def pop():
+            self._threads.current = False
+
+        self.activate = ThreadContext(push, pop)
+
+    def require_context(self, what):
+        if threading.get_ident() != self.owner and not getattr(self._threads, "current", False):
+            self.journal.violations.append(f"{what} on a thread where the CUDA context is not current")
+
+    def _alloc(self, kind, obj):
+        self.allocated[kind] += 1
+        self.live[id(obj)] = (kind, obj)
+        return obj
+
+    def _free(self, kind, obj):
+        entry = self.live.pop(id(obj), None)
+        if entry is None or entry[0] != kind:
+            self.journal.violations.append(f"free of a {kind} that is not allocated (double free?)")
+            return
+        self.freed[kind] += 1
 
     def device_info(self):
         return {"name": "API-check stand-in (no GPU)", "compute_capability": "8.7", "integrated": self.integrated}
 
     def stream(self):
-        return object()
+        return self._alloc("stream", object())
 
     def stream_handle(self, s):
         return 0x5000
 
     def alloc_device(self, nbytes):
         self.next_address += int(nbytes) + 256
-        return DevicePtr(self.next_address, int(nbytes))
+        return self._alloc("device", DevicePtr(self.next_address, int(nbytes)))
 
     def alloc_host(self, shape, dtype, mapped=False):
-        arr = np.zeros(shape, dtype)
-        return arr, (self.alloc_device(arr.nbytes) if mapped else None)
+        arr = self._alloc("host", np.zeros(shape, dtype))
+        if not mapped:
+            return arr, None
+        self.next_address += arr.nbytes + 256
+        return arr, DevicePtr(self.next_address, arr.nbytes)  # the mapped view of the host buffer: freed with it
+
+    def free_device(self, dev):
+        self._free("device", dev)
+
+    def free_host(self, arr):
+        self._free("host", arr)
+
+    def destroy_event(self, ev):
+        self._free("event", ev)
+
+    def destroy_stream(self, s):
+        self._free("stream", s)
 
     def _copy(self, what, dev, host):
+        self.require_context(what)
         if isinstance(dev, DevicePtr) and host.nbytes > dev.nbytes:
             self.journal.violations.append(f"{what} of {host.nbytes} bytes into a {dev.nbytes}-byte device buffer")
         self.journal.log(what, (host.nbytes,), {"captured": self.capturing})
@@ -529,6 +637,8 @@ class ModelCuda:
         self._copy("htod_sync", dev, host)
 
     def sync(self, s):
+        if self.capturing:  # cudaStreamSynchronize on a capturing stream fails and invalidates the capture
+            self.journal.violations.append("stream synchronised inside a CUDA graph capture")
         self.journal.log("sync")
 
     def graph_capture(self, s, fn):
@@ -546,9 +656,11 @@ class ModelCuda:
                              free=lambda: self.journal.log("graph_free", (graph_id,)))
 
     def event(self):
-        return object()
+        return self._alloc("event", object())
 
     def record(self, ev, s):
+        if id(ev) not in self.live:
+            self.journal.violations.append("an event recorded after it was destroyed")
         self.journal.log("event_record")
 
     def elapsed_ms(self, start, end):
@@ -575,10 +687,28 @@ class Env:
         module.Builder = _Factory(self, real_trt.Builder, lambda logger: ModelBuilder(self, logger))
         module.Runtime = _Factory(self, real_trt.Runtime, lambda logger: ModelRuntime(self, logger))
         module.OnnxParser = _Factory(self, real_trt.OnnxParser, lambda network, logger: ModelParser(self, network, logger))
+        module.init_libnvinfer_plugins = self._init_plugins
         self.module = module
+        self.loggers = []  # every logger handed to Builder/Runtime/OnnxParser/init_libnvinfer_plugins
 
     def strict(self, class_name, model):
         return Strict(self.trt, getattr(self.trt, class_name), model, self.journal)
+
+    def made(self, factory, make):
+        """What a TensorRT factory returns: None when the scenario says it fails (no device, out of memory)."""
+        self.journal.log(f"factory {factory}")
+        return None if factory in self.scenario.none_from else make()
+
+    def _init_plugins(self, logger, namespace):
+        """The REAL init_libnvinfer_plugins (over the stub library), journaled."""
+        self.loggers.append(logger)
+        self.plugins_ready = True
+        self.journal.log("init_libnvinfer_plugins", (namespace,), {})
+        return self.trt.init_libnvinfer_plugins(logger, namespace)
+
+    def require_plugins(self, what):
+        if not getattr(self, "plugins_ready", False):
+            self.journal.violations.append(f"{what} before init_libnvinfer_plugins (plugin-backed operators would not load)")
 
 
 class _Factory:
@@ -590,6 +720,9 @@ class _Factory:
     def __call__(self, *args, **kwargs):
         check_call(self._env.trt, self._real, "__init__", args, kwargs)
         self._env.journal.log(f"{self._real.__name__}()", args, kwargs)
+        self._env.loggers += [a for a in args if isinstance(a, self._env.trt.ILogger)]
+        if self._real.__name__ in self._env.scenario.none_from:
+            return None
         return Strict(self._env.trt, self._real, self._make(*args, **kwargs), self._env.journal)
 
     def __getattr__(self, name):

@@ -37,6 +37,13 @@ def render(results: dict[str, dict]) -> str:
               "TensorRT runner (plain and CUDA graph) with strict stand-ins, per version:", "",
               "| version | plan paths |", "|---|---|"]
     lines += [f"| {v} | {results[v]['plans']} |" for v in versions]
+    checks = sorted({c for v in versions for c in results[v].get("checks", {})})
+    lines += ["", "Named failure scenarios (tests/trt_api/check_version.py; ok = passed on that version's real bindings;",
+              "the detail of each is in the test output):", "",
+              "| scenario | " + " | ".join(versions) + " |", "|---|" + "---|" * len(versions)]
+    for c in checks:
+        cells = ["ok" if results[v].get("checks", {}).get(c, {}).get("ok") else "FAIL" for v in versions]
+        lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

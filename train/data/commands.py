@@ -31,7 +31,10 @@ def preview_grid(split, count=49, tile=112, seed=0) -> np.ndarray:
 
 
 def run(args):
+    from fertrt.fileio import check_output
 
+    if args.data_cmd == "preview":  # before drawing anything: an existing file only with --force, never a device node
+        check_output(args.output, overwrite=getattr(args, "force", False), option="-o")
     if args.data_cmd == "preview":  # synth draws only what the grid shows
         data = load_data(args.spec, image_size=args.size, seed=args.seed, splits=(args.split,), limit=args.count * 2)
     else:

@@ -5,6 +5,7 @@ an unreadable file yields None, is counted in `Split.skipped` and dropped from i
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import zlib
@@ -55,7 +56,7 @@ _FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test
 
 def _read_fer2013_rows(csv_path: Path):
     """Yield (line number, FER2013 emotion id or None, 48x48 uint8 image, split name); a malformed row is an error."""
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         if not {"pixels", "Usage"} <= cols:
@@ -81,6 +82,17 @@ def _read_fer2013_rows(csv_path: Path):
             yield reader.line_num, (int(emotion) if emotion else None), pix.astype(np.uint8).reshape(48, 48), _FER2013_USAGE[usage]
 
 
+@contextlib.contextmanager
+def _csv_errors(path: Path, expected: str):
+    """A binary file, a NUL byte or a giant field in a table file: an error naming the file, not a traceback."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise FertrtError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected {expected}") from None
+    except csv.Error as exc:
+        raise FertrtError(f"{path}: not a readable CSV file ({safe(exc)}); expected {expected}") from None
+
+
 def _grey_to_rgb(images):
     return np.repeat(np.stack(images)[..., None], 3, axis=3) if images else np.zeros((0, 48, 48, 3), np.uint8)
 
@@ -90,11 +102,12 @@ def open_fer2013(spec: str, path: Path, option) -> DataSource:
     if not csv_path.is_file():
         raise FertrtError(f"{csv_path}: not found; expected FER2013's fer2013.csv (columns emotion,pixels,Usage)")
     buckets = {s: ([], []) for s in ("train", "val", "test")}
-    for line, emotion, img, split in _read_fer2013_rows(csv_path):
-        if emotion is None:
-            raise FertrtError(f"{csv_path}:{line}: no emotion value; the Kaggle test.csv is unlabelled, use fer2013.csv")
-        buckets[split][0].append(img)
-        buckets[split][1].append(BASIC7.index(FER2013_IDS[emotion]))
+    with _csv_errors(csv_path, "FER2013's fer2013.csv (columns emotion,pixels,Usage)"):
+        for line, emotion, img, split in _read_fer2013_rows(csv_path):
+            if emotion is None:
+                raise FertrtError(f"{csv_path}:{line}: no emotion value; the Kaggle test.csv is unlabelled, use fer2013.csv")
+            buckets[split][0].append(img)
+            buckets[split][1].append(BASIC7.index(FER2013_IDS[emotion]))
     splits = {}
     for name, (imgs, labels) in buckets.items():
         if imgs:
@@ -110,7 +123,7 @@ def open_ferplus(spec: str, path: Path, option) -> DataSource:
     for p, what in ((new_csv, "FERPlus's fer2013new.csv (Usage,Image name, 10 vote columns)"), (old_csv, "FER2013's fer2013.csv beside fer2013new.csv (FERPlus labels FER2013's pixels)")):
         if not p.is_file():
             raise FertrtError(f"{p}: not found; expected {what}")
-    with open(new_csv, newline="") as f:
+    with open(new_csv, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         votes_cols = [h.strip() for h in header[2:12]]
@@ -214,7 +227,7 @@ def open_affectnet(spec: str, path: Path, option) -> DataSource:
 def _affectnet_csv(csv_path: Path, root: Path, split: str, names) -> Split:
     image_root = root / "Manually_Annotated_Images" if (root / "Manually_Annotated_Images").is_dir() else root
     paths, labels, boxes = [], [], []
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         need = {"subDirectory_filePath", "expression"}
         if not need <= set(reader.fieldnames or []):

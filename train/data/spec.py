@@ -111,4 +111,24 @@ def load_data(spec: str, image_size: int = 112, seed: int = 0, splits=SPLITS, li
 
     if not Path(path).exists():
         raise FertrtError(f"data spec {spec!r}: {path} does not exist")
-    return getattr(readers, f"open_{kind}")(spec, Path(path), option)
+    try:
+        source = getattr(readers, f"open_{kind}")(spec, Path(path), option)
+    except UnicodeDecodeError as exc:  # a binary file where a table of labels was expected
+        raise FertrtError(f"data spec {spec!r}: a file under {path} is not UTF-8 text (byte {exc.start})") from None
+    except PermissionError as exc:
+        raise FertrtError(f"data spec {spec!r}: {exc.filename or path} cannot be read (permission denied)") from None
+    for split in source.splits.values():
+        _require_readable(spec, split)
+    return source
+
+
+def _require_readable(spec: str, split: Split, probe: int = 16) -> None:
+    """A file-backed split whose first images are all unreadable (not images, no permission) is refused here,
+    not met as an empty batch deep inside training; a few unreadable files among readable ones are skipped."""
+    if split.loader is None or len(split) == 0:
+        return
+    n = min(probe, len(split))
+    if all(split.loader(i) is None for i in range(n)):
+        first = split.sources[0] if split.sources else "?"
+        raise FertrtError(f"data spec {spec!r}: none of the first {n} images of the {split.name} split can be read "
+                          f"(e.g. {first}); expected image files fertrt can decode (JPEG, PNG, ...)")

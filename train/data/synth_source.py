@@ -13,6 +13,7 @@ from .spec import DataSource, Split
 from .synth import SynthConfig, generate
 
 DEFAULT_TRAIN_SIZE = 6000
+MAX_TRAIN_SIZE = 1_000_000  # 1.5 M images with val and test: 56 GiB at 112x112; memory is checked too
 # `synth:N:LEVEL` presets: easy = no nuisances and strong expressions (quick tests); hard = stronger nuisances.
 DIFFICULTY = {
     "default": {},
@@ -21,6 +22,18 @@ DIFFICULTY = {
     "hard": dict(min_intensity=0.35, cue_jitter=0.15, rotation_deg=12, scale_jitter=0.08, shift_frac=0.05, noise_max=8,
                  blur_p=0.3, jpeg_p=0.3, occlusion_p=0.12, sunglasses_p=0.06, mask_p=0.06),
 }
+
+
+def _check_memory(spec: str, n_images: int, size: int) -> None:
+    """Refuse a synth set that cannot fit in half the machine's memory before allocating it."""
+    need = n_images * size * size * 3
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: the fixed bound above still holds
+        return
+    if need > total // 2:
+        raise FertrtError(f"data spec {spec!r}: {n_images:,} images of {size}x{size} need {need / 2 ** 30:.1f} GiB of memory, more than "
+                          f"half of this machine's {total / 2 ** 30:.1f} GiB; use a smaller N")
 
 
 def split_sizes(n_train: int) -> dict:
@@ -60,13 +73,16 @@ def open_synth(spec: str, option: str | None, image_size: int, seed: int, splits
         raise FertrtError(f"data spec {spec!r}: expected synth, synth:N or synth:N:LEVEL with N a number of training images") from None
     if n_train < 1:
         raise FertrtError(f"data spec {spec!r}: N must be at least 1")
+    if n_train > MAX_TRAIN_SIZE:
+        raise FertrtError(f"data spec {spec!r}: N must be at most {MAX_TRAIN_SIZE:,} (synth images are held in memory)")
     if level and level not in DIFFICULTY:
         raise FertrtError(f"data spec {spec!r}: unknown difficulty {level!r}; expected one of {', '.join(DIFFICULTY)}")
     cfg = SynthConfig(size=int(image_size), seed=seed, **DIFFICULTY[level or "default"])
     sizes = split_sizes(n_train)
+    counts = {name: sizes[name] if limit is None else min(sizes[name], limit) for name in splits}
+    _check_memory(spec, sum(counts.values()), int(image_size))
     out = {}
     for name in splits:
-        n = sizes[name] if limit is None else min(sizes[name], limit)
-        images, labels, boxes = generate_parallel(cfg, name, n)
+        images, labels, boxes = generate_parallel(cfg, name, counts[name])
         out[name] = Split(name, BASIC7, labels, images=images, cue_boxes=boxes)
     return DataSource(spec, "synth", BASIC7, out)

@@ -53,7 +53,8 @@ def register_model(name: str, *, input_size=(112, 112), channels=3, mean=(0.5, 0
     def deco(builder):
         cfg = ModelConfig(
             name=name,
-            preprocess=PreprocessConfig(input_size=input_size, channels=channels, mean=mean, std=std),
+            preprocess=PreprocessConfig(input_size=input_size, channels=channels, mean=mean, std=std,
+                                        color_order="GRAY" if channels == 1 else "RGB"),
             description=description,
         )
         _REGISTRY[name] = _Entry(builder, cfg)
@@ -64,7 +65,7 @@ def register_model(name: str, *, input_size=(112, 112), channels=3, mean=(0.5, 0
 
 def _ensure_loaded():
     # Importing the family modules registers them.
-    from . import lnlattennet, mobilenet, resnet, scan_cci  # noqa: F401
+    from . import lnlattennet, mini_xception, mobilenet, resnet, scan_cci  # noqa: F401
 
 
 def list_models() -> list[str]:
@@ -97,7 +98,15 @@ def create_model(name: str, num_classes: int = 7, class_names=None, **overrides)
     if len(names) != num_classes:
         raise FertrtError(f"{name}: {len(names)} class names given for num_classes={num_classes}")
     cfg = replace(default, preprocess=pre, num_classes=num_classes, class_names=names, kwargs=dict(overrides))
-    model = _REGISTRY[name].builder(num_classes=num_classes, **{**overrides, "in_chans": in_chans})
+    try:
+        model = _REGISTRY[name].builder(num_classes=num_classes, **{**overrides, "in_chans": in_chans})
+    except (ArithmeticError, AssertionError, RuntimeError, TypeError, ValueError) as exc:
+        if not overrides:
+            raise
+        # a constructor argument out of its range (grid=0, a negative width): name what was given
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise FertrtError(f"model {name!r} cannot be built with {given} ({exc.__class__.__name__}: {exc}); "
+                          "check the --model-arg values") from None
     model.default_cfg = cfg
     return model
 

