@@ -454,7 +454,7 @@ def _demo(p):
     p.add_argument("--data", default="synth")
     p.add_argument("--epochs", type=positive_int, default=14,
                    help="a fixed schedule, whatever the machine's speed or load (default 14: lnlattennet on synth, "
-                        "about 5 min on a quiet 2-core machine; a busy one takes longer and trains the same model)")
+                        "about 9 min of training on a quiet 2-core machine; a busy one takes longer and trains the same model)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="training seed (same seed, same model)")
     p.add_argument("--min-accuracy", type=float_range(0, 1), default=0.90,
                    help="quality floor on test accuracy (default 0.90, which the default schedule passes with margin); "
