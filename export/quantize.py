@@ -548,7 +548,24 @@ def fit_for_trt(model, trt_version, what, log=print):
             f"{default_opset(model)} (outputs checked unchanged on ONNX Runtime)")
         model = lower_opset(model, top, what)
     check_parseable(model, trt_version, what)
-    return model
+    return oldest_ir(model)
+
+
+def oldest_ir(model):
+    """The graph stamped with the oldest ONNX IR version its opsets allow. ModelOpt stamps IR 10 even on a graph
+    lowered to opset 17, and the runtimes of older JetPacks refuse a newer IR than they know (ONNX Runtime 1.16,
+    JetPack 5.1's, reads IR 9 at most)."""
+    import onnx
+    from onnx import helper
+
+    ir = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    if ir >= model.ir_version:
+        return model
+    restamped = onnx.ModelProto()  # a new object: callers tell "unchanged" by identity
+    restamped.CopyFrom(model)
+    restamped.ir_version = ir
+    onnx.checker.check_model(restamped, full_check=True)
+    return restamped
 
 
 # ---------------------------------------------------------------- TensorRT's calibration cache

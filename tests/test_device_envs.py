@@ -259,6 +259,44 @@ def test_device_env_build_engine_stops_at_tensorrt(device):
     assert training_modules(modules) == [], modules
 
 
+@pytest.fixture(scope="session")
+def packed(device_inputs, blazeface_onnx):
+    """`fertrt pack` run here (the workstation) for each JetPack whose venv runs: {jetpack: folder name}."""
+    from fertrt.cli import main
+
+    folders = {}
+    for jetpack, pack_as in (("5.1", "5.1"), ("6", "6.0")):
+        name = f"pack-jp{jetpack}"
+        args = ["pack", str(device_inputs / "model.onnx"), "-o", str(device_inputs / name), "--jetpack", pack_as,
+                "--calib-data", "synth:64", "--calib-size", "32", "--detector-model", str(blazeface_onnx),
+                "--cache-dir", str(device_inputs / "calib"), "--force"]
+        assert main(args) == 0
+        folders[jetpack] = name
+    return folders
+
+
+@pytest.mark.device_envs
+def test_device_env_takes_the_pack_folder(device, device_inputs, packed, tmp_path):
+    """The folder `fertrt pack` made on the workstation, consumed on the device's Python: infer picks its model
+    and detector, bench times every model in it, build-engine checks it and stops at TensorRT."""
+    jetpack, _, fertrt = device
+    folder = packed[jetpack]
+    rc, out, err, modules = fertrt("infer", folder, "face.png", "--jsonl", str(tmp_path / "pack.jsonl"))
+    assert rc == 0, err[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "pack.jsonl").read_text().splitlines()]
+    (face,) = record["faces"]
+    assert face["score"] > 0.6 and abs(sum(face["probabilities"].values()) - 1) < 1e-3
+    assert training_modules(modules) == [] and not [m for m in modules if m.startswith("fertrt.export")], modules
+    rc, out, err, modules = fertrt("bench", folder, "--data", "synth:64", "--batch", "1", "--seconds", "0.1",
+                                   "-o", str(tmp_path / "bench"))
+    assert rc == 0, err[-3000:]
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
+    assert {Path(r["model"]).name for r in rows} >= {"model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx"}, rows
+    rc, out, err, modules = fertrt("build-engine", folder)
+    assert rc == 2 and "Traceback" not in err and "TensorRT is not installed" in err, err[-2000:]
+    assert training_modules(modules) == [], modules
+
+
 @pytest.mark.device_envs
 def test_device_env_camera_pipeline_without_gstreamer(device):
     """A GStreamer camera pipeline with a pip OpenCV (no GStreamer) is refused saying why and what to use."""

@@ -159,6 +159,8 @@ def test_int8_for_tensorrt8_is_lowered_to_opset17_with_fp32_scales_and_same_outp
     as_19 = quantize_int8(fp32_onnx, tmp_path / "b.onnx", Int8Options(fp32_rest=True, **common), **quiet)
     a, b = onnx.load(str(for_86)), onnx.load(str(as_19))
     assert (default_opset(a), default_opset(b)) == (17, 19)
+    # IR 8 (opset 17's): ModelOpt stamps 10, which JetPack 5.1's ONNX Runtime 1.16 refuses (it reads IR 9 at most)
+    assert (a.ir_version, b.ir_version) == (8, 10)
     inits = {t.name: t for t in a.graph.initializer}
     scales = [inits[n.input[1]] for n in a.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert scales and all(s.data_type == TensorProto.FLOAT for s in scales)
