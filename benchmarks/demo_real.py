@@ -39,9 +39,9 @@ FACE_BOXES = {"astronaut": (166, 52, 90, 90), "grace_hopper": (176, 84, 191, 191
 
 
 def _cache() -> Path:
-    from fertrt.train.pretrained import cache_dir
+    from fertrt.fileio import cache_dir
 
-    return cache_dir()
+    return cache_dir("pretrained")
 
 
 def _skimage_wheel(log=print) -> Path:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .commands import build, engine_cache_dir
+from fertrt.fileio import cache_dir
+
+from .commands import build
 from .plan import BuildOptions
 
 
@@ -11,7 +13,7 @@ def engine_for_onnx(onnx_path, rebuild: bool = False, log=print) -> Path:
     """Return a cached engine for this ONNX on this TensorRT/GPU, building it the first time."""
     from fertrt.fileio import sha256_file
 
-    out_dir = engine_cache_dir()
+    out_dir = cache_dir("engines")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{Path(onnx_path).stem}-{sha256_file(onnx_path)[:12]}.engine"
     if target.is_file() and not rebuild:

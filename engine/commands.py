@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, check_output, write_bytes_atomic, write_json_atomic
+from fertrt.fileio import atomic_path, cache_dir, check_output, write_bytes_atomic, write_json_atomic
 
 from .plan import BuildOptions, parse_batch
-
-
-def engine_cache_dir() -> Path:
-    return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / "engines"
 
 
 def _same_file(a, b) -> bool:
@@ -116,7 +111,7 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
     for note in plan.notes:
         log(f"note: {note}")
     key = cache_key(graph, caps, gpu, plan, opts)
-    cached = engine_cache_dir() / f"{key}.engine"
+    cached = cache_dir("engines") / f"{key}.engine"
     trtexec = trtexec_command(str(build_from), str(output), plan)
     if use_cache and cached.is_file() and sidecar_path(cached).is_file():
         with atomic_path(output) as tmp:
@@ -147,7 +142,7 @@ def build(onnx_path, output, opts: BuildOptions, use_cache=True, log=print) -> d
     write_json_atomic(sidecar_path(output), sidecar)
     log(f"[serialize] wrote {output} ({len(data) / 1e6:.1f} MB) and {sidecar_path(output).name}")
     if use_cache:
-        engine_cache_dir().mkdir(parents=True, exist_ok=True)
+        cache_dir("engines").mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(cached, data)
         write_json_atomic(sidecar_path(cached), sidecar)
     log(f"equivalent trtexec command:\n  {trtexec}")

@@ -9,7 +9,6 @@ weighted op, an Add, pooling).
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,9 +142,3 @@ def residual_add_inputs(model) -> list[tuple[str, bool]]:
     return out
 
 
-def format_counts(counts: dict) -> str:
-    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
-
-
-def op_counts(model) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)

@@ -22,13 +22,13 @@ import hashlib
 import io
 import logging
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fertrt import fileio
 from fertrt.errors import FertrtError
 from fertrt.fileio import atomic_path, check_output, output_lock, private_tempdir, require_file, sha256_file
 
@@ -54,10 +54,6 @@ def _quiet_ort():
             yield
     finally:
         root.setLevel(level)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / "calibration"
 
 
 def load_onnx(path):
@@ -278,7 +274,7 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
     ops = calibrated_op_types(opts)
     key = calibration_key(sha256_file(src), opts.calib, opts.method, opts.calib_size, opts.percentile, opts.seed,
                           calibration_fingerprint(opts.calib), tensors=ops)
-    cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else fileio.cache_dir("calibration")
     cache = cache_dir / f"{key}.json"
     if cache.is_file():
         read_ranges(cache)  # a damaged cache is an error naming it, not a crash inside the quantizer
@@ -567,8 +563,3 @@ def oldest_ir(model):
     onnx.checker.check_model(restamped, full_check=True)
     return restamped
 
-
-# ---------------------------------------------------------------- TensorRT's calibration cache
-# (kept importable from here; the format lives in trt_calib_cache.py)
-from .trt_calib_cache import (format_trt_calibration_cache, parse_trt_calibration_cache,  # noqa: E402,F401
-                              trt_version_tag, write_trt_calibration_cache)

@@ -96,7 +96,3 @@ def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
         scales[name] = struct.unpack(">f", bytes.fromhex(hexval.strip()))[0]
     return lines[0].strip(), scales
 
-
-def header_version_tag(header: str) -> int:
-    """'TRT-8601-EntropyCalibration2' -> 8601."""
-    return int(header.split("-")[1])

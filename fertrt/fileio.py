@@ -410,6 +410,12 @@ def _json_default(obj):  # numpy values were turned into Python ones by _finite_
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def cache_dir(kind: str) -> Path:
+    """fertrt's cache folder for one kind of file (engines, detectors, calibration, pretrained, ...):
+    $FERTRT_CACHE/KIND, else ~/.cache/fertrt/KIND. Not created here."""
+    return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / kind
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -44,6 +44,3 @@ def class_names(num_classes: int) -> tuple[str, ...]:
         return EIGHT
     raise FertrtError(f"num_classes={num_classes}: expected 7 (basic expressions) or 8 (with contempt)")
 
-
-def index_of(name: str, names=EIGHT) -> int:
-    return list(names).index(canonical(name))

@@ -15,7 +15,6 @@ then the left eye: the order `face.crop_face` aligns by.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
+from fertrt.fileio import cache_dir
 from fertrt.text import safe
 
 from .face import Face
@@ -308,12 +308,8 @@ class ModelDetector:
         self.runner.close()
 
 
-def detector_cache_dir() -> Path:
-    return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / "detectors"
-
-
 def default_detector_path(name: str = DEFAULT_DETECTOR) -> Path:
-    return detector_cache_dir() / f"{name}.onnx"
+    return cache_dir("detectors") / f"{name}.onnx"
 
 
 def _looks_like_yunet(path) -> bool:

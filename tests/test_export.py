@@ -10,8 +10,8 @@ from fertrt.errors import FertrtError
 from fertrt.export.compare import compare_models
 from fertrt.export.metadata import decode, encode, get_metadata, read_metadata
 from fertrt.export.onnx_export import ExportOptions, export_checkpoint
-from fertrt.export.quantize import (Int8Options, format_trt_calibration_cache, parse_trt_calibration_cache, quantize_fp16,
-                                    quantize_int8, read_ranges, trt_version_tag)
+from fertrt.export.quantize import Int8Options, quantize_fp16, quantize_int8, read_ranges
+from fertrt.export.trt_calib_cache import format_trt_calibration_cache, parse_trt_calibration_cache, trt_version_tag
 from fertrt.export.sensitivity import run_sensitivity
 from helpers import TINY_SPEC
 

