@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "cuda_api"))
 
-from harness import VERSIONS, run_all  # noqa: E402
-from table import DOC, render  # noqa: E402
+from cuda_harness import VERSIONS, run_all  # noqa: E402
+from cuda_table import DOC, render  # noqa: E402
 
 pytestmark = pytest.mark.trt_api
 COLUMNS = [v[0] for v in VERSIONS]
@@ -51,7 +51,7 @@ def test_graph_instantiate_signature_differs_and_is_followed(cuda_results):
 
 def test_the_check_catches_a_wrong_call(cuda_results, monkeypatch):
     """Without the signature detection (the old cudaGraphInstantiate(graph, 0)), the 11.7.1 check fails."""
-    import harness
+    import cuda_harness
     from check_fertrt import check
 
     from fertrt.runtime import trt_backend
@@ -59,7 +59,7 @@ def test_the_check_catches_a_wrong_call(cuda_results, monkeypatch):
     if "used" not in cuda_results.get("11.7.1", {}):
         pytest.skip("the cp38 wheel (11.7.1) is not available here")
     column, requirements, want, _ = VERSIONS[0]
-    facts = harness.facts_of(column, requirements, want)
+    facts = cuda_harness.facts_of(column, requirements, want)
     monkeypatch.setattr(trt_backend, "graph_instantiate_args", lambda fn, graph: (graph, 0))
     problems = check(facts)["problems"]
     assert any("cudaGraphInstantiate(graph, pLogBuffer, bufferSize)" in p for p in problems), problems
@@ -74,4 +74,4 @@ def test_cuda_api_table_in_docs_is_current(cuda_results):
     if os.environ.get("FERTRT_WRITE_API_TABLE") == "1":
         DOC.write_text(text)
         return
-    pytest.fail(f"{DOC} is out of date: run `python tests/cuda_api/table.py` (or FERTRT_WRITE_API_TABLE=1 pytest tests/test_cuda_api.py)")
+    pytest.fail(f"{DOC} is out of date: run `python tests/cuda_api/cuda_table.py` (or FERTRT_WRITE_API_TABLE=1 pytest tests/test_cuda_api.py)")

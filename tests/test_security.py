@@ -72,7 +72,7 @@ def test_malicious_checkpoint_runs_no_code_on_any_command(tmp_path):
     (resume_dir / "last.pt").write_bytes(evil.read_bytes())
     demo_dir = tmp_path / "demo"
     (demo_dir / "train").mkdir(parents=True)
-    (demo_dir / "train" / "best.pt").write_bytes(evil.read_bytes())
+    (demo_dir / "train" / "last.pt").write_bytes(evil.read_bytes())  # the demo reads last.pt to resume or reuse
     cv2.imwrite(str(demo_dir / "data_preview.png"), np.zeros((8, 8, 3), np.uint8))  # demo reuses its folder
     runs = {
         "eval": (["eval", evil], evil),
@@ -82,7 +82,7 @@ def test_malicious_checkpoint_runs_no_code_on_any_command(tmp_path):
         "compare": (["compare", evil, "--limit", "8"], evil),
         "train --resume": (["train", "--model", "resnet18", "--data", "synth:60", "-o", resume_dir, "--resume", "--epochs", "1"],
                            resume_dir / "last.pt"),
-        "demo (reusing a folder)": (["demo", "-o", demo_dir, "--model", "resnet18"], demo_dir / "train" / "best.pt"),
+        "demo (reusing a folder)": (["demo", "-o", demo_dir, "--model", "resnet18"], demo_dir / "train" / "last.pt"),
     }
     with ThreadPoolExecutor(3) as pool:
         results = dict(zip(runs, pool.map(lambda item: _fertrt(*item[0], cwd=tmp_path), runs.values())))

@@ -112,6 +112,8 @@ def _check_preprocess(p: Path, ckpt: dict) -> None:
     """The preprocessing export and eval carry into every later stage: checked once, here."""
     from fertrt.runtime.preprocess import PreprocessConfig
 
+    if ckpt.get("preprocess") is None and isinstance(ckpt["model_config"].get("preprocess"), dict):
+        ckpt["preprocess"] = ckpt["model_config"]["preprocess"]  # a checkpoint from before the top-level copy
     for where, pre in (("preprocess", ckpt.get("preprocess")), ("model_config.preprocess", ckpt["model_config"].get("preprocess"))):
         if pre is None and where != "preprocess":
             continue
