@@ -110,7 +110,9 @@ def test_fit_refuses_with_the_reason():
     m = _graph([helper.make_node("Mod", ["x", "x"], ["y"], fmod=1)], 17)
     with pytest.raises(FertrtError, match=r"model\.onnx: not a graph TensorRT 8\.5\.2 can parse: operators .* Mod"):
         fit_for_trt(m, "8.5.2", "model.onnx", **quiet)
-    assert fit_for_trt(m, "8.6.2", "model.onnx", **quiet) is m  # 8.6's parser takes Mod
+    fitted = fit_for_trt(m, "8.6.2", "model.onnx", **quiet)  # 8.6's parser takes Mod: the graph stays as it is,
+    assert [n.op_type for n in fitted.graph.node] == ["Mod"] and m.ir_version > 8  # stamped with opset 17's IR 8
+    assert fitted.ir_version == 8 and fit_for_trt(fitted, "8.6.2", "model.onnx", **quiet) is fitted
 
 
 @pytest.fixture(scope="module")
