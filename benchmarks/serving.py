@@ -9,6 +9,7 @@ In-process rows: fertrt's OrtRunner on batches of the same sizes, in this proces
 The soak (--soak-minutes) runs concurrency 8 over HTTP with one request in ten a bad one (wrong shape, wrong
 dtype, oversized batch, an undecodable image) and samples the resident memory of the server's process tree.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,34 @@ MAX_BATCH = 16
 
 # ---------------------------------------------------------------- the server
 
+
 def start_server(model, work: Path, detector=None, instances: int = 1, delay_us: int = 2000):
     """`fertrt serve` with its token and log in `work` (a private temporary folder, never the record)."""
     from fertrt.serve.bundled import free_ports, wait_ready
 
     http, grpc, metrics = free_ports(3)
     token = work / "token"
-    cmd = [sys.executable, "-m", "fertrt", "serve", str(model), "--http-port", str(http), "--grpc-port", str(grpc),
-           "--metrics-port", str(metrics), "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", str(delay_us),
-           "--instances", str(instances), "--token-file", str(token)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fertrt",
+        "serve",
+        str(model),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch",
+        str(MAX_BATCH),
+        "--max-queue-delay-us",
+        str(delay_us),
+        "--instances",
+        str(instances),
+        "--token-file",
+        str(token),
+    ]
     cmd += ["--detector-model", str(detector)] if detector else ["--no-faces"]
     log = open(work / "serve.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -47,10 +67,7 @@ def start_server(model, work: Path, detector=None, instances: int = 1, delay_us:
     return proc, {"http": http, "grpc": grpc, "metrics": metrics}, token.read_text()
 
 
-def tree_rss_mb(pid: int) -> dict:
-    """Resident memory of a process and all its descendants (tritonserver, the Python-backend stubs), in MB:
-    VmRSS, and RssAnon (private memory: what a leak grows; VmRSS also counts the shared-memory buffers PyTriton
-    maps per request, which come and go by hundreds of MB)."""
+def _children() -> dict:
     children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -60,10 +77,24 @@ def tree_rss_mb(pid: int) -> dict:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, todo = {"VmRSS": 0, "RssAnon": 0}, [pid]
+    return children
+
+
+def _descendants(pid: int) -> list:
+    children, out, todo = _children(), [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def tree_rss_mb(pid: int) -> dict:
+    """Resident memory of a process and all its descendants (tritonserver, the Python-backend stubs), in MB:
+    VmRSS, and RssAnon (private memory: what a leak grows; VmRSS also counts the shared-memory buffers PyTriton
+    maps per request, which come and go by hundreds of MB)."""
+    total = {"VmRSS": 0, "RssAnon": 0}
+    for p in _descendants(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -75,7 +106,28 @@ def tree_rss_mb(pid: int) -> dict:
     return {k: v / 1024 for k, v in total.items()}
 
 
+def cpu_seconds(pid: int) -> dict:
+    """CPU time (user + system) used so far by this process ("client": the benchmark's request threads), the
+    `fertrt serve` process ("model": the runtime, PyTriton's model side) and its descendants ("triton":
+    tritonserver, the Python-backend stub, PyTriton's proxy)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"client": sum(os.times()[:2]), "model": 0.0, "triton": 0.0}
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out["model" if p == pid else "triton"] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_ms_per_image(before: dict, after: dict, images: int) -> dict:
+    return {k: (after[k] - before[k]) * 1e3 / max(images, 1) for k in before}
+
+
 # ---------------------------------------------------------------- clients
+
 
 def client_for(protocol: str, port: int):
     if protocol == "http":
@@ -139,6 +191,9 @@ def load(protocol, port, threads: int, seconds: float, x, bad_every: int = 0, ba
                     lat.append(ms)
                 else:
                     counts["errors"] += 1
+        # closed here, in the thread that made it: tritonclient's HTTP client closed by the garbage collector in
+        # another thread prints a gevent error
+        client.close()
 
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     t0 = time.perf_counter()
@@ -177,6 +232,7 @@ def bad_requests(with_faces: bool):
 
 # ---------------------------------------------------------------- in process
 
+
 def in_process(model, batches, seconds: float, x1, threads=None):
     """threads None: ONNX Runtime's default pool (one thread per core), as `fertrt serve` runs it; on a
     machine loaded by other jobs one thread can be faster (a pool waits for its descheduled threads)."""
@@ -188,45 +244,83 @@ def in_process(model, batches, seconds: float, x1, threads=None):
             x = np.repeat(x1, b, axis=0)
             for _ in range(3):
                 runner.infer(x)
-            lat, stop = [], time.perf_counter() + seconds
+            lat, stop, cpu0 = [], time.perf_counter() + seconds, sum(os.times()[:2])
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 runner.infer(x)
                 lat.append((time.perf_counter() - t0) * 1e3)
+            cpu_ms = (sum(os.times()[:2]) - cpu0) * 1e3 / (b * len(lat))
             lat = np.array(lat)
-            rows.append({"batch": b, "threads": threads or "default", "p50_ms": float(np.median(lat)),
-                         "p99_ms": float(np.percentile(lat, 99)),
-                         "img_per_s": float(b * len(lat) / lat.sum() * 1e3), "calls": len(lat)})
+            rows.append(
+                {
+                    "batch": b,
+                    "threads": threads or "default",
+                    "cpu_ms_per_img": cpu_ms,
+                    "p50_ms": float(np.median(lat)),
+                    "p99_ms": float(np.percentile(lat, 99)),
+                    "img_per_s": float(b * len(lat) / lat.sum() * 1e3),
+                    "calls": len(lat),
+                }
+            )
     return rows
 
 
 # ---------------------------------------------------------------- report
 
+
 def report(res: dict) -> str:
-    lines = [f"Machine: {res['machine']}; load before: {res['load_before']}, after: {res['load_after']}.", "",
-             "| client | concurrency / batch | p50 ms | p99 ms | img/s | mean batch formed | errors | lost |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {res['machine']}; load before: {res['load_before']}, after: {res['load_after']}.",
+        "",
+        "| client | concurrency / batch | p50 ms | p99 ms | img/s | mean batch formed | errors | lost "
+        "| CPU ms per image: model / Triton / client |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["server"]:
         mb = f"{r['mean_batch']:.2f}" if r["mean_batch"] else "-"
-        lines.append(f"| Triton {r['protocol']} | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['img_per_s']:.0f} | {mb} | {r['errors']} | {r['lost']} |")
+        cpu = r.get("cpu_ms_per_img")
+        cpu = f"{cpu['model']:.2f} / {cpu['triton']:.2f} / {cpu['client']:.2f}" if cpu else "-"
+        lines.append(
+            f"| Triton {r['protocol']} | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['img_per_s']:.0f} | {mb} | {r['errors']} | {r['lost']} | {cpu} |"
+        )
     for r in res["in_process"]:
-        lines.append(f"| in-process ORT, {r['threads']} threads | batch {r['batch']} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | "
-                     f"{r['img_per_s']:.0f} | - | 0 | 0 |")
+        cpu = f"{r['cpu_ms_per_img']:.2f} / - / -" if "cpu_ms_per_img" in r else "-"
+        lines.append(
+            f"| in-process ORT, {r['threads']} threads | batch {r['batch']} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['img_per_s']:.0f} | - | 0 | 0 | {cpu} |"
+        )
     for proto, ratio in res["ratio_at_8"].items():
-        lines.append(f"\nConcurrency 8 over {proto}: {ratio * 100:.0f} % of in-process batch-8 throughput (the better "
-                     "thread setting) "
-                     "(target >= 70 %).")
+        lines.append(
+            f"\nConcurrency 8 over {proto}: {ratio * 100:.0f} % of in-process batch-8 throughput (the better "
+            "thread setting) (target >= 70 %)." + ceiling(res, proto)
+        )
     if res.get("soak"):
         s = res["soak"]
-        lines.append(f"\nSoak: {s['minutes']:.1f} min at concurrency 8 over HTTP, one request in {s['bad_every']} "
-                     "a bad one: "
-                     f"{s['ok']} answered, {s['bad_refused']}/{s['bad_sent']} bad ones refused, {s['errors']} errors, "
-                     f"{s['lost']} lost; server private memory (RssAnon) {s['rss_start_mb']:.0f} MB after warm-up -> "
-                     f"{s['rss_end_mb']:.0f} MB "
-                     f"({s['rss_growth_pct']:+.1f} %, target < 5 %).")
+        lines.append(
+            f"\nSoak: {s['minutes']:.1f} min at concurrency 8 over HTTP, one request in {s['bad_every']} "
+            "a bad one: "
+            f"{s['ok']} answered, {s['bad_refused']}/{s['bad_sent']} bad ones refused, {s['errors']} errors, "
+            f"{s['lost']} lost; server private memory (RssAnon) {s['rss_start_mb']:.0f} MB after warm-up -> "
+            f"{s['rss_end_mb']:.0f} MB "
+            f"({s['rss_growth_pct']:+.1f} %, target < 5 %)."
+        )
     return "\n".join(lines) + "\n"
+
+
+def ceiling(res: dict, proto: str) -> str:
+    """The most this machine's cores could serve at the CPU cost per image measured at concurrency 8 (model,
+    Triton and client all on the same cores), as a share of the in-process baseline."""
+    row = next((r for r in res["server"] if r["protocol"] == proto and r["concurrency"] == 8), None)
+    if not row or not row.get("cpu_ms_per_img") or not res["ratio_at_8"].get(proto):
+        return ""
+    per_image = sum(row["cpu_ms_per_img"].values())
+    bound = os.cpu_count() * 1e3 / per_image
+    base = row["img_per_s"] / res["ratio_at_8"][proto]
+    return (
+        f" CPU per image {per_image:.2f} ms over {os.cpu_count()} cores: at most {bound:.0f} img/s here, "
+        f"{bound / base * 100:.0f} % of in-process."
+    )
 
 
 def main(argv=None):
@@ -251,9 +345,16 @@ def main(argv=None):
     levels = [int(c) for c in args.concurrency.split(",")]
     imgs, _, _ = generate(SynthConfig(size=140), "test", 1)
     x1 = preprocess(list(imgs), PreprocessConfig())
-    res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "model": str(args.model),
-           "load_before": os.getloadavg(), "server": [], "in_process": [], "seconds": args.seconds,
-           "max_batch": MAX_BATCH, "max_queue_delay_us": 2000}
+    res = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "model": str(args.model),
+        "load_before": os.getloadavg(),
+        "server": [],
+        "in_process": [],
+        "seconds": args.seconds,
+        "max_batch": MAX_BATCH,
+        "max_queue_delay_us": 2000,
+    }
     work = Path(tempfile.mkdtemp(prefix="fertrt-serving-bench-"))
     proc, ports, token = start_server(args.model, work, args.detector_model)
     protocols = args.protocols.split(",")
@@ -264,13 +365,20 @@ def main(argv=None):
         # so that the machine's load, shared with other jobs, drifts over all rows of a level alike
         for c in levels:
             for proto in protocols:
-                before = batch_stats(ports, token)
+                before, cpu0 = batch_stats(ports, token), cpu_seconds(proc.pid)
                 lat, counts = load(proto, ports[proto], c, args.seconds, x1)
+                cpu = cpu_ms_per_image(cpu0, cpu_seconds(proc.pid), counts["ok"])
                 formed = mean_batch(before, batch_stats(ports, token))
-                row = {"protocol": proto, "concurrency": c, **counts, "mean_batch": formed,
-                       "p50_ms": float(np.median(lat)) if len(lat) else None,
-                       "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-                       "img_per_s": counts["ok"] / counts["seconds"]}
+                row = {
+                    "protocol": proto,
+                    "concurrency": c,
+                    **counts,
+                    "mean_batch": formed,
+                    "cpu_ms_per_img": cpu,
+                    "p50_ms": float(np.median(lat)) if len(lat) else None,
+                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                    "img_per_s": counts["ok"] / counts["seconds"],
+                }
                 res["server"].append(row)
                 print(json.dumps(row), flush=True)
             for threads in (None, 1):
@@ -285,8 +393,9 @@ def main(argv=None):
     base = {}  # the better of the two thread settings: the stricter baseline
     for r in res["in_process"]:
         base[r["batch"]] = max(base.get(r["batch"], 0.0), r["img_per_s"])
-    res["ratio_at_8"] = {r["protocol"]: r["img_per_s"] / base[8] for r in res["server"]
-                         if r["concurrency"] == 8 and 8 in base}
+    res["ratio_at_8"] = {
+        r["protocol"]: r["img_per_s"] / base[8] for r in res["server"] if r["concurrency"] == 8 and 8 in base
+    }
     res["load_after"] = os.getloadavg()
     write_json_atomic(out / "results.json", res)
     write_text_atomic(out / "report.md", report(res))
@@ -319,8 +428,15 @@ def soak(proc, ports, x1, minutes: float, with_faces: bool, bad_every: int = 10)
         th.join()
     warm = [m["RssAnon"] for t, m in samples if t >= min(60.0, minutes * 60 / 3)] or [m["RssAnon"] for _, m in samples]
     start, end_rss = float(np.median(warm[:3])), float(np.median(warm[-3:]))  # medians of three: 30 s at each end
-    return {"minutes": minutes, "bad_every": bad_every, **total, "rss_samples": samples, "rss_start_mb": start,
-            "rss_end_mb": end_rss, "rss_growth_pct": (end_rss / start - 1) * 100}
+    return {
+        "minutes": minutes,
+        "bad_every": bad_every,
+        **total,
+        "rss_samples": samples,
+        "rss_start_mb": start,
+        "rss_end_mb": end_rss,
+        "rss_growth_pct": (end_rss / start - 1) * 100,
+    }
 
 
 if __name__ == "__main__":

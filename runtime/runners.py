@@ -4,6 +4,7 @@
 place the runtime touches torch, imported lazily). Labels and preprocessing come from the model
 file's metadata (ONNX metadata_props, the engine's JSON sidecar, the checkpoint), never from guesses.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,15 +24,23 @@ def check_metadata(path, metadata: dict, pre: PreprocessConfig) -> None:
     """Refuse model files whose metadata would give silently wrong results (labels, normalisation)."""
     names = metadata.get("class_names")
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
-        raise FertrtError(f"{path}: metadata class_names must be a non-empty list of names, got {safe(repr(names)[:80])}")
+        raise FertrtError(
+            f"{path}: metadata class_names must be a non-empty list of names, got {safe(repr(names)[:80])}"
+        )
     if len(set(names)) != len(names):
         raise FertrtError(f"{path}: metadata class_names has duplicates ({safe_list(names)})")
     if len(pre.input_size) != 2 or min(pre.input_size) <= 0:
-        raise FertrtError(f"{path}: metadata preprocess.input_size {pre.input_size}: expected (height, width), both > 0")
+        raise FertrtError(
+            f"{path}: metadata preprocess.input_size {pre.input_size}: expected (height, width), both > 0"
+        )
     if any(not np.isfinite(s) or s == 0 for s in pre.std) or any(not np.isfinite(m) for m in pre.mean):
-        raise FertrtError(f"{path}: metadata preprocess mean {pre.mean} / std {pre.std}: expected finite values and non-zero std")
+        raise FertrtError(
+            f"{path}: metadata preprocess mean {pre.mean} / std {pre.std}: expected finite values and non-zero std"
+        )
     if pre.color_order not in ("RGB", "BGR", "GRAY"):
-        raise FertrtError(f"{path}: metadata preprocess.color_order {safe(pre.color_order)!r}: expected RGB, BGR or GRAY")
+        raise FertrtError(
+            f"{path}: metadata preprocess.color_order {safe(pre.color_order)!r}: expected RGB, BGR or GRAY"
+        )
 
 
 class Runner:
@@ -44,7 +53,9 @@ class Runner:
             self.class_names = tuple(metadata["class_names"])
             self.preprocess = PreprocessConfig.from_dict(metadata["preprocess"])
         except KeyError as exc:
-            raise FertrtError(f"{path}: has no fertrt metadata ({exc.args[0]} missing); export it with `fertrt export`") from None
+            raise FertrtError(
+                f"{path}: has no fertrt metadata ({exc.args[0]} missing); export it with `fertrt export`"
+            ) from None
         except (TypeError, ValueError, FertrtError) as exc:
             raise FertrtError(f"{path}: its fertrt metadata is malformed ({safe(exc)})") from None
         check_metadata(path, metadata, self.preprocess)
@@ -87,17 +98,25 @@ def _check_input_shape(path, shape, pre) -> None:
     ONNX Runtime (or allocate gigabytes) instead of here."""
     want = (pre.channels,) + tuple(pre.input_size)
     if max(want[1:]) > MAX_INPUT_SIDE:
-        raise FertrtError(f"{path}: its metadata gives an input size of {want[1]}x{want[2]} (at most {MAX_INPUT_SIDE} expected)")
+        raise FertrtError(
+            f"{path}: its metadata gives an input size of {want[1]}x{want[2]} (at most {MAX_INPUT_SIDE} expected)"
+        )
     if len(shape) != 4 or any(isinstance(g, int) and g != w for g, w in zip(shape[1:], want)):
-        raise FertrtError(f"{path}: the graph's input is {list(shape)} but its metadata says N x {want[0]} x {want[1]} x {want[2]}; "
-                          "the metadata does not belong to this graph (re-export it with `fertrt export`)")
+        raise FertrtError(
+            f"{path}: the graph's input is {list(shape)} but its metadata says N x {want[0]} x {want[1]} x {want[2]}; "
+            "the metadata does not belong to this graph (re-export it with `fertrt export`)"
+        )
 
 
 class OrtRunner(Runner):
     backend = "onnxruntime"
-    _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+    _PROVIDERS = {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+    }
 
-    def __init__(self, path, provider: str = "cpu", threads: int | None = None):
+    def __init__(self, path, provider: str = "cpu", threads: int | None = None, spin: bool = True):
         from fertrt.deps import require
 
         from .metadata import decode
@@ -106,20 +125,28 @@ class OrtRunner(Runner):
         require_file(path, "an ONNX model")
         available = ort.get_available_providers()
         if provider == "auto":
-            chain = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + ["CPUExecutionProvider"]
+            chain = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + [
+                "CPUExecutionProvider"
+            ]
         else:
             if provider not in self._PROVIDERS:
                 raise FertrtError(f"--provider {provider!r}: expected auto, cpu, cuda or tensorrt")
             wanted = self._PROVIDERS[provider]
             if wanted not in available:
-                raise FertrtError(f"--provider {provider}: this onnxruntime has only {', '.join(available)} "
-                                  f"(install onnxruntime-gpu for CUDA/TensorRT providers)")
+                raise FertrtError(
+                    f"--provider {provider}: this onnxruntime has only {', '.join(available)} "
+                    f"(install onnxruntime-gpu for CUDA/TensorRT providers)"
+                )
             chain = [wanted] + (["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [])
         opts = ort.SessionOptions()
         # errors only: ORT warns once per node it cannot constant-fold in FP16 graphs (harmless, many lines)
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin:
+            # a server shares the cores with Triton, its stubs and the request threads: pool threads that
+            # spin while waiting for work take CPU from them (ORT spins by default)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
@@ -142,8 +169,10 @@ class OrtRunner(Runner):
         logits = [o for o in self.session.get_outputs() if o.name == "logits"]
         width = logits[0].shape[-1] if logits and logits[0].shape else None
         if isinstance(width, int) and width != len(self.class_names):
-            raise FertrtError(f"{path}: the graph gives {width} logits but its metadata names {len(self.class_names)} classes "
-                              f"({safe_list(self.class_names)})")
+            raise FertrtError(
+                f"{path}: the graph gives {width} logits but its metadata names {len(self.class_names)} classes "
+                f"({safe_list(self.class_names)})"
+            )
 
     def infer_outputs(self, batch):
         x = self._check_batch(batch)
@@ -153,7 +182,7 @@ class OrtRunner(Runner):
         b = self.fixed_batch
         outs = {n: [] for n in self.output_names}
         for i in range(0, len(x), b):
-            chunk = x[i:i + b]
+            chunk = x[i : i + b]
             n = len(chunk)
             if n < b:
                 chunk = np.concatenate([chunk, np.zeros((b - n,) + chunk.shape[1:], np.float32)])
@@ -173,8 +202,14 @@ class TorchRunner(Runner):
         from fertrt.train.checkpoint import load_model
 
         model, ckpt = load_model(path)
-        meta = {"model_name": ckpt["model_name"], "class_names": ckpt["class_names"], "preprocess": ckpt["preprocess"],
-                "data_spec": ckpt["data_spec"], "precision": "fp32", "model_config": ckpt["model_config"]}
+        meta = {
+            "model_name": ckpt["model_name"],
+            "class_names": ckpt["class_names"],
+            "preprocess": ckpt["preprocess"],
+            "data_spec": ckpt["data_spec"],
+            "precision": "fp32",
+            "model_config": ckpt["model_config"],
+        }
         super().__init__(path, meta)
         self.torch = torch
         self.device = device
@@ -192,11 +227,21 @@ class TorchRunner(Runner):
         with self.torch.no_grad():
             if self.has_explain:
                 out = self.model(x, return_aux=True)
-                return {"logits": out["logits"].float().cpu().numpy(), "region_weights": out["region_weights"].float().cpu().numpy()}
+                return {
+                    "logits": out["logits"].float().cpu().numpy(),
+                    "region_weights": out["region_weights"].float().cpu().numpy(),
+                }
             return {"logits": self.model(x).float().cpu().numpy()}
 
 
-_NATIVE_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}
+_NATIVE_BACKEND = {
+    ".onnx": "onnxruntime",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+    ".trt": "tensorrt",
+    ".pt": "torch",
+    ".pth": "torch",
+}
 
 
 def backend_for(path) -> str:
@@ -213,7 +258,7 @@ def open_runner(path, backend: str = "auto", provider: str = "cpu", **kwargs) ->
     if backend == "auto":
         backend = backend_for(path)
     if backend == "onnxruntime":
-        return OrtRunner(path, provider=provider, threads=kwargs.get("threads"))
+        return OrtRunner(path, provider=provider, threads=kwargs.get("threads"), spin=kwargs.get("spin", True))
     if backend == "torch":
         return TorchRunner(path, device=kwargs.get("device", "cpu"))
     if backend == "tensorrt":
@@ -229,8 +274,10 @@ def open_runner(path, backend: str = "auto", provider: str = "cpu", **kwargs) ->
 
 def run_batched(runner: Runner, x: np.ndarray, batch_size: int = 64, outputs=False):
     """Run a whole preprocessed array through a runner in batches."""
-    parts = [runner.infer_outputs(x[i:i + batch_size]) if outputs else runner.infer(x[i:i + batch_size])
-             for i in range(0, len(x), batch_size)]
+    parts = [
+        runner.infer_outputs(x[i : i + batch_size]) if outputs else runner.infer(x[i : i + batch_size])
+        for i in range(0, len(x), batch_size)
+    ]
     if outputs:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return np.concatenate(parts)

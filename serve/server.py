@@ -1,6 +1,7 @@
 """`fertrt serve`: fertrt's runtime behind a real Triton Inference Server, through PyTriton (its wheel
 carries tritonserver with the Python backend). Triton does the HTTP/gRPC endpoints, shape and dtype checks,
 dynamic batching, metrics and the restricted endpoints; the models run in this process on fertrt's runners."""
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,9 @@ def port_free(host: str, port: int, option: str) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise FertrtError(f"{option} {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                              "choose another port") from None
+            raise FertrtError(
+                f"{option} {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port"
+            ) from None
 
 
 def python_libdir_env(env: dict) -> dict:
@@ -90,11 +92,14 @@ def write_token(token: str, path: Path | None) -> Path:
 def _fer_infer(model: FerModel):
     """PyTriton callable for `fer`: Triton hands over the dynamically batched requests; they are run as one
     batch and split back."""
+
     def infer(requests):
         sizes = [len(r[FER_INPUT]) for r in requests]
         if not all(sizes):
-            raise BadRequest(f"{FER}: input '{FER_INPUT}' is empty; expected FP32 [1..{model.max_batch}, "
-                             f"{', '.join(map(str, model.input_shape))}]")
+            raise BadRequest(
+                f"{FER}: input '{FER_INPUT}' is empty; expected FP32 [1..{model.max_batch}, "
+                f"{', '.join(map(str, model.input_shape))}]"
+            )
         x = np.concatenate([r[FER_INPUT] for r in requests]) if len(requests) > 1 else requests[0][FER_INPUT]
         probs = softmax_in_chunks(model, x)
         return [{FER_OUTPUT: p} for p in np.split(probs, np.cumsum(sizes)[:-1])]
@@ -104,7 +109,7 @@ def _fer_infer(model: FerModel):
 
 def softmax_in_chunks(model: FerModel, x: np.ndarray) -> np.ndarray:
     """Triton may form batches up to max_batch; the runner's own check applies per chunk."""
-    return np.concatenate([model(x[i:i + model.max_batch]) for i in range(0, len(x), model.max_batch)])
+    return np.concatenate([model(x[i : i + model.max_batch]) for i in range(0, len(x), model.max_batch)])
 
 
 def _faces_infer(model: FacesModel):
@@ -125,14 +130,23 @@ def open_models(cfg: ServeConfig, log=print):
     from fertrt.runtime.runners import open_runner
 
     fer, faces = [], []
+    runner_args = dict(backend=cfg.backend, provider=cfg.provider, threads=cfg.threads, spin=False)
     for _ in range(cfg.instances):
-        fer.append(FerModel(open_runner(cfg.model, backend=cfg.backend, provider=cfg.provider, threads=cfg.threads),
-                            cfg.max_batch))
+        fer.append(warm_up(FerModel(open_runner(cfg.model, **runner_args), cfg.max_batch)))
         if cfg.faces:
-            pred = Predictor(open_runner(cfg.model, backend=cfg.backend, provider=cfg.provider, threads=cfg.threads))
+            pred = Predictor(open_runner(cfg.model, **runner_args))
             det = make_detector(cfg.detector, cfg.detector_model, provider=cfg.provider, log=log)
             faces.append(FacesModel(pred, det, max_images=cfg.max_images))
     return fer, faces
+
+
+def warm_up(model: FerModel) -> FerModel:
+    """Run the largest and the smallest batch once before serving: the runtime sizes its memory for the
+    largest batch now, not under the first clients (measured in the soak as memory growth during the first
+    minutes), and the first request does not pay for it."""
+    for n in (model.max_batch, 1):
+        model(np.zeros((n,) + model.input_shape, np.float32))
+    return model
 
 
 def bind_models(triton, cfg: ServeConfig, fer: list, faces: list):
@@ -140,16 +154,24 @@ def bind_models(triton, cfg: ServeConfig, fer: list, faces: list):
 
     first = fer[0]
     batcher = DynamicBatcher(max_queue_delay_microseconds=cfg.max_queue_delay_us)
-    triton.bind(model_name=FER, infer_func=[_fer_infer(m) for m in fer],
-                inputs=[Tensor(name=FER_INPUT, dtype=np.float32, shape=first.input_shape)],
-                outputs=[Tensor(name=FER_OUTPUT, dtype=np.float32, shape=(len(first.class_names),))],
-                config=ModelConfig(max_batch_size=cfg.max_batch, batcher=batcher), strict=True)
+    triton.bind(
+        model_name=FER,
+        infer_func=[_fer_infer(m) for m in fer],
+        inputs=[Tensor(name=FER_INPUT, dtype=np.float32, shape=first.input_shape)],
+        outputs=[Tensor(name=FER_OUTPUT, dtype=np.float32, shape=(len(first.class_names),))],
+        config=ModelConfig(max_batch_size=cfg.max_batch, batcher=batcher),
+        strict=True,
+    )
     label_parameters(triton, FER, first)
     if faces:
-        triton.bind(model_name=FER_FACES, infer_func=[_faces_infer(m) for m in faces],
-                    inputs=[Tensor(name=FACES_INPUT, dtype=bytes, shape=(-1,))],
-                    outputs=[Tensor(name=FACES_OUTPUT, dtype=bytes, shape=(-1,))],
-                    config=ModelConfig(batching=False), strict=True)
+        triton.bind(
+            model_name=FER_FACES,
+            infer_func=[_faces_infer(m) for m in faces],
+            inputs=[Tensor(name=FACES_INPUT, dtype=bytes, shape=(-1,))],
+            outputs=[Tensor(name=FACES_OUTPUT, dtype=bytes, shape=(-1,))],
+            config=ModelConfig(batching=False),
+            strict=True,
+        )
         label_parameters(triton, FER_FACES, first)
 
 
@@ -172,14 +194,25 @@ def serve(cfg: ServeConfig, log=print, ready=None) -> int:
 
     cfg.validate()
     if cfg.host != LOOPBACK:
-        print(f"WARNING: --host {cfg.host}: Triton's HTTP, gRPC and metrics endpoints will listen beyond this machine; "
-              "inference needs no token. Put it behind a firewall or a proxy with authentication.", file=sys.stderr)
+        print(
+            f"WARNING: --host {cfg.host}: Triton's HTTP, gRPC and metrics endpoints will listen beyond this machine; "
+            "inference needs no token. Put it behind a firewall or a proxy with authentication.",
+            file=sys.stderr,
+        )
     fer, faces = open_models(cfg, log)
     os.environ.update(python_libdir_env(os.environ))
     security = TritonSecurityConfig(restricted_endpoints=list(RESTRICTED))
     token_path = write_token(security.access_token, cfg.token_file)
-    tcfg = TritonConfig(http_address=cfg.host, http_port=cfg.http_port, grpc_address=cfg.host, grpc_port=cfg.grpc_port,
-                        metrics_address=cfg.host, metrics_port=cfg.metrics_port, exit_timeout_secs=30, log_verbose=0)
+    tcfg = TritonConfig(
+        http_address=cfg.host,
+        http_port=cfg.http_port,
+        grpc_address=cfg.host,
+        grpc_port=cfg.grpc_port,
+        metrics_address=cfg.host,
+        metrics_port=cfg.metrics_port,
+        exit_timeout_secs=30,
+        log_verbose=0,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -189,14 +222,20 @@ def serve(cfg: ServeConfig, log=print, ready=None) -> int:
         try:
             triton.run()
         except Exception as exc:  # noqa: BLE001 - PyTriton's own types: Triton or a model did not come up
-            raise FertrtError(f"Triton did not start ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                              "its log is above") from None
+            raise FertrtError(
+                f"Triton did not start ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                "its log is above"
+            ) from None
         models = FER + (f", {FER_FACES}" if faces else "")
-        log(f"serving {models} ({cfg.model}, {fer[0].runner.describe}, {cfg.instances} instance(s), max batch "
+        log(
+            f"serving {models} ({cfg.model}, {fer[0].runner.describe}, {cfg.instances} instance(s), max batch "
             f"{cfg.max_batch}) on http://{cfg.host}:{cfg.http_port}, grpc {cfg.host}:{cfg.grpc_port}, metrics "
-            f"http://{cfg.host}:{cfg.metrics_port}/metrics")
-        log(f"restricted endpoints ({', '.join(RESTRICTED)}) need the header triton-access-token: its value is in "
-            f"{token_path} (readable by you only)")
+            f"http://{cfg.host}:{cfg.metrics_port}/metrics"
+        )
+        log(
+            f"restricted endpoints ({', '.join(RESTRICTED)}) need the header triton-access-token: its value is in "
+            f"{token_path} (readable by you only)"
+        )
         if ready is not None:
             ready()
         while not stop.wait(1.0):
