@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-device setup clean
+.PHONY: demo test test-fast test-device format format-check setup clean
 
 $(BIN)/.fertrt-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test-fast: setup
 # and the aarch64 resolution of each JetPack's documented install. Part of `make test` too.
 test-device: setup
 	$(BIN)/python -m pytest -q -m device_envs tests/test_device_envs.py $(PYTEST_ARGS)
+
+# One code style, 120 columns (ruff's formatter; configured in pyproject.toml). CI fails on unformatted files.
+format: setup
+	$(BIN)/ruff format .
+
+format-check: setup
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,6 +14,7 @@ Trainings run one after another (never two at once on a small machine); each var
 is kept, and a re-run reuses finished runs (delete the folder to retrain). The equal-wall-clock
 regime depends on the machine's load: run it on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,15 @@ def ort_latency_ms(model, repeats: int = 200) -> float:
     pre = model.default_cfg.preprocess
     buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(export_module(model.eval()), (torch.zeros(1, pre.channels, *pre.input_size),), buf, dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["logits"])
+        torch.onnx.export(
+            export_module(model.eval()),
+            (torch.zeros(1, pre.channels, *pre.input_size),),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
+        )
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((1, pre.channels, *pre.input_size)).astype(np.float32)
     for _ in range(20):
@@ -112,8 +120,13 @@ def speed_pass(labels, rounds: int = 3, steps: int = 5, batch: int = 64, latency
             for _ in range(steps):
                 step(*s)
             rates[label].append(steps * batch / (time.perf_counter() - t0))
-    return {label: {"train_img_per_s": float(np.median(rates[label])),
-                    "ort_cpu_b1_ms": ort_latency_ms(setups[label][0], latency_repeats)} for label in labels}
+    return {
+        label: {
+            "train_img_per_s": float(np.median(rates[label])),
+            "ort_cpu_b1_ms": ort_latency_ms(setups[label][0], latency_repeats),
+        }
+        for label in labels
+    }
 
 
 def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float | None, seed: int = 0) -> dict:
@@ -143,7 +156,9 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
             done, planned = int(ckpt["epoch"]) + 1, int(ckpt["schedule"]["epochs"])
             spent = float(ckpt["schedule"].get("train_seconds", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
-            raise FertrtError(f"{last}: not a fertrt training checkpoint ({exc.__class__.__name__}); delete {out} to retrain it") from None
+            raise FertrtError(
+                f"{last}: not a fertrt training checkpoint ({exc.__class__.__name__}); delete {out} to retrain it"
+            ) from None
     # a run killed between its last epoch and its result file: evaluate it, do not train past its plan or budget
     finished = planned is not None and (done >= planned or (minutes is not None and spent >= minutes * 60))
     t0 = time.perf_counter()
@@ -151,18 +166,37 @@ def run_variant(label: str, data: str, out: Path, *, epochs: int, minutes: float
         res = {"epochs": done}
     else:
         # resuming under a wall-clock budget keeps the run's fitted epoch count (and so its cosine schedule)
-        res = train(TrainConfig(model=model_name, data=data, out=str(out), seed=seed, model_kwargs=dict(kwargs),
-                                epochs=None if (planned is not None and minutes is not None) else epochs,
-                                minutes=minutes, resume=planned is not None), log=quiet)
+        res = train(
+            TrainConfig(
+                model=model_name,
+                data=data,
+                out=str(out),
+                seed=seed,
+                model_kwargs=dict(kwargs),
+                epochs=None if (planned is not None and minutes is not None) else epochs,
+                minutes=minutes,
+                resume=planned is not None,
+            ),
+            log=quiet,
+        )
     wall = time.perf_counter() - t0 + spent
     ev = run_eval(out / "best.pt", None, "test", out / "eval", log=quiet)
     model, ckpt = load_model(out / "best.pt")
     row = {
-        "variant": label, "model": model_name, "model_kwargs": checkpoint_model_kwargs(ckpt), "data": data, "seed": seed, "epochs": res["epochs"],
-        "minutes_budget": minutes, "train_wall_s": round(wall, 1),
-        "params": count_params(model), "macs": count_macs(model),
-        "accuracy": ev["accuracy"], "macro_f1": ev["macro_f1"],
-        "cue_share_ratio": None, "cue_share_ratio_per_class": None,
+        "variant": label,
+        "model": model_name,
+        "model_kwargs": checkpoint_model_kwargs(ckpt),
+        "data": data,
+        "seed": seed,
+        "epochs": res["epochs"],
+        "minutes_budget": minutes,
+        "train_wall_s": round(wall, 1),
+        "params": count_params(model),
+        "macs": count_macs(model),
+        "accuracy": ev["accuracy"],
+        "macro_f1": ev["macro_f1"],
+        "cue_share_ratio": None,
+        "cue_share_ratio_per_class": None,
     }
     # undefined where the weights are not used (uniform, or the global path alone)
     if kwargs.get("feedback", True) and kwargs.get("paths") != "global" and "cue_share_ratio" in ev.get("regions", {}):
@@ -176,19 +210,28 @@ def _read_row(path: Path) -> dict:
     try:
         row = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise FertrtError(f"{path}: unreadable ({exc.__class__.__name__}); delete {path.parent} to retrain it") from None
+        raise FertrtError(
+            f"{path}: unreadable ({exc.__class__.__name__}); delete {path.parent} to retrain it"
+        ) from None
     if not isinstance(row, dict) or not isinstance(row.get("model_kwargs"), dict):
-        raise FertrtError(f"{path}: expected an ablation result (a JSON object with model_kwargs); delete {path.parent} to retrain it")
+        raise FertrtError(
+            f"{path}: expected an ablation result (a JSON object with model_kwargs); delete {path.parent} to retrain it"
+        )
     return row
 
 
 def _check_design(found: dict, design: dict, where: Path) -> None:
     # both ways: an extra override in the folder (say feedback=False under the lnlattennet label) is another design too
-    differs = {k: (found.get(k, "unset"), design.get(k, "unset")) for k in {**design, **found}
-               if found.get(k, "unset") != design.get(k, "unset")}
+    differs = {
+        k: (found.get(k, "unset"), design.get(k, "unset"))
+        for k in {**design, **found}
+        if found.get(k, "unset") != design.get(k, "unset")
+    }
     if differs:
-        raise FertrtError(f"{where}: made with another design ({', '.join(f'{k}={a!r}, expected {b!r}' for k, (a, b) in differs.items())}); "
-                          f"delete {where.parent} to retrain it")
+        raise FertrtError(
+            f"{where}: made with another design ({', '.join(f'{k}={a!r}, expected {b!r}' for k, (a, b) in differs.items())}); "
+            f"delete {where.parent} to retrain it"
+        )
 
 
 def format_table(rows: list[dict]) -> str:
@@ -198,8 +241,10 @@ def format_table(rows: list[dict]) -> str:
         regime = f"{r['minutes_budget']:g} min" if r.get("minutes_budget") else f"{r['epochs']} epochs"
         cue = format_ratio(r.get("cue_share_ratio"))
         ips = "-" if not r.get("train_img_per_s") else f"{r['train_img_per_s']:.0f}"
-        lines.append(f"| {r['variant']} | {r['data']} | {regime} | {r['epochs']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
-                     f"{r['accuracy'] * 100:.2f} % | {r['macro_f1'] * 100:.2f} % | {cue} | {ips} | {r['ort_cpu_b1_ms']:.2f} |")
+        lines.append(
+            f"| {r['variant']} | {r['data']} | {regime} | {r['epochs']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+            f"{r['accuracy'] * 100:.2f} % | {r['macro_f1'] * 100:.2f} % | {cue} | {ips} | {r['ort_cpu_b1_ms']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -209,15 +254,27 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", default=["synth", "synth:6000:hard"])
     ap.add_argument("--epochs", type=positive_int, default=5, help="equal-epochs regime: epochs per variant")
-    ap.add_argument("--minutes", type=positive_float, default=4.0, help="equal-wall-clock regime: training minutes per variant")
+    ap.add_argument(
+        "--minutes", type=positive_float, default=4.0, help="equal-wall-clock regime: training minutes per variant"
+    )
     ap.add_argument("--regime", choices=["both", "epochs", "minutes"], default="both")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    ap.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=0,
-                    help="training seed; runs of a seed other than 0 go to folders named ..._seedN")
+    ap.add_argument(
+        "--seed",
+        type=int_range(0, 2**32 - 1),
+        default=0,
+        help="training seed; runs of a seed other than 0 go to folders named ..._seedN",
+    )
     ap.add_argument("--speed-batch", type=int_range(1, 4096), default=64, help="speed pass: training batch size")
-    ap.add_argument("--speed-rounds", type=int_range(1, 1000), default=3, help="speed pass: interleaved rounds (the median counts)")
-    ap.add_argument("--latency-repeats", type=int_range(1, 100000), default=200,
-                    help="speed pass: timed ORT batch-1 runs per variant")
+    ap.add_argument(
+        "--speed-rounds", type=int_range(1, 1000), default=3, help="speed pass: interleaved rounds (the median counts)"
+    )
+    ap.add_argument(
+        "--latency-repeats",
+        type=int_range(1, 100000),
+        default=200,
+        help="speed pass: timed ORT batch-1 runs per variant",
+    )
     ap.add_argument("-o", "--out", default="results/ablation")
     ap.add_argument("--force", action="store_true", help="replace results.json and table.md of a finished suite in OUT")
     args = ap.parse_args(argv)
@@ -249,14 +306,31 @@ def _run_suite(args, labels):
     for data in args.data:
         for regime in regimes:
             for label in labels:
-                folder = (out / data.replace(":", "_") / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min")
-                          / (label if args.seed == 0 else f"{label}_seed{args.seed}"))
+                folder = (
+                    out
+                    / data.replace(":", "_")
+                    / (f"{args.epochs}ep" if regime == "epochs" else f"{args.minutes:g}min")
+                    / (label if args.seed == 0 else f"{label}_seed{args.seed}")
+                )
                 print(f"[{data} | {regime}] {label}: {DESCRIPTIONS[label]}", flush=True)
-                row = run_variant(label, data, folder, epochs=args.epochs if regime == "epochs" else 10 ** 6,
-                                  minutes=None if regime == "epochs" else args.minutes, seed=args.seed)
+                row = run_variant(
+                    label,
+                    data,
+                    folder,
+                    epochs=args.epochs if regime == "epochs" else 10**6,
+                    minutes=None if regime == "epochs" else args.minutes,
+                    seed=args.seed,
+                )
                 rows.append(row)
-                print(f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
-                      + ("" if row.get("cue_share_ratio") is None else f", cue share ratio {format_ratio(row['cue_share_ratio'])}"), flush=True)
+                print(
+                    f"  accuracy {row['accuracy'] * 100:.2f} %, macro-F1 {row['macro_f1'] * 100:.2f} %, epochs {row['epochs']}"
+                    + (
+                        ""
+                        if row.get("cue_share_ratio") is None
+                        else f", cue share ratio {format_ratio(row['cue_share_ratio'])}"
+                    ),
+                    flush=True,
+                )
     print("speed pass: training img/s and ORT CPU batch-1 latency, all variants side by side", flush=True)
     speed = speed_pass(labels, rounds=args.speed_rounds, batch=args.speed_batch, latency_repeats=args.latency_repeats)
     for row in rows:

@@ -8,6 +8,7 @@ device node, was changed), hang (past the time limit), other (any other exit). F
 a 1-epoch LNLAttenNet on easy synth and its ONNX (about 10 s), hand-built ONNX graphs, damaged files, device nodes
 (root only) and, where `unshare -rm` is allowed, read-only and full tmpfs places.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,16 @@ def _graph_two_inputs(onnx):
     x = h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
     y = h.make_tensor_value_info("input2", onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
     z = h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None)
-    g = h.make_graph([h.make_node("Add", ["input", "input2"], ["s"]), h.make_node("GlobalAveragePool", ["s"], ["p"]),
-                      h.make_node("Flatten", ["p"], ["logits"])], "two_inputs", [x, y], [z])
+    g = h.make_graph(
+        [
+            h.make_node("Add", ["input", "input2"], ["s"]),
+            h.make_node("GlobalAveragePool", ["s"], ["p"]),
+            h.make_node("Flatten", ["p"], ["logits"]),
+        ],
+        "two_inputs",
+        [x, y],
+        [z],
+    )
     return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 
 
@@ -72,8 +81,10 @@ def _graph_identity(onnx):
     h = onnx.helper
     x = h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
     y = h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
-    return h.make_model(h.make_graph([h.make_node("Identity", ["input"], ["logits"])], "not_a_classifier", [x], [y]),
-                        opset_imports=[h.make_opsetid("", 17)])
+    return h.make_model(
+        h.make_graph([h.make_node("Identity", ["input"], ["logits"])], "not_a_classifier", [x], [y]),
+        opset_imports=[h.make_opsetid("", 17)],
+    )
 
 
 def _graph_three_logits(onnx):
@@ -83,9 +94,14 @@ def _graph_three_logits(onnx):
     x = h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
     y = h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 3])
     w = onnx.numpy_helper.from_array(np.eye(3, dtype=np.float32), "w")
-    nodes = [h.make_node("GlobalAveragePool", ["input"], ["p"]), h.make_node("Flatten", ["p"], ["f"]),
-             h.make_node("MatMul", ["f", "w"], ["logits"])]
-    return h.make_model(h.make_graph(nodes, "three_logits", [x], [y], initializer=[w]), opset_imports=[h.make_opsetid("", 17)])
+    nodes = [
+        h.make_node("GlobalAveragePool", ["input"], ["p"]),
+        h.make_node("Flatten", ["p"], ["f"]),
+        h.make_node("MatMul", ["f", "w"], ["logits"]),
+    ]
+    return h.make_model(
+        h.make_graph(nodes, "three_logits", [x], [y], initializer=[w]), opset_imports=[h.make_opsetid("", 17)]
+    )
 
 
 def _graph_fake_yunet(onnx):
@@ -133,10 +149,13 @@ def make_fixtures(root: Path) -> dict:
     cv2.imwrite(str(root / "tiny1x1.png"), img[:1, :1])
     cv2.imwrite(str(root / "tiny2x3.png"), img[:2, :3])
     cv2.imwrite(str(root / "float01.tiff"), img.astype(np.float32) / 255.0)
-    for name, build, meta in (("two_inputs.onnx", _graph_two_inputs, None), ("identity.onnx", _graph_identity, None),
-                              ("three_logits.onnx", _graph_three_logits, None),
-                              ("lying_size.onnx", None, {"input_size": [64, 64]}),
-                              ("huge_size.onnx", None, {"input_size": [100000, 100000]})):
+    for name, build, meta in (
+        ("two_inputs.onnx", _graph_two_inputs, None),
+        ("identity.onnx", _graph_identity, None),
+        ("three_logits.onnx", _graph_three_logits, None),
+        ("lying_size.onnx", None, {"input_size": [64, 64]}),
+        ("huge_size.onnx", None, {"input_size": [100000, 100000]}),
+    ):
         if build is None:  # the real graph, its metadata changed
             import onnx
 
@@ -173,10 +192,17 @@ def make_fixtures(root: Path) -> dict:
     (root / "doctor_out").mkdir()
     (root / "doctor_out" / "doctor.md").write_text("keep")
     (root / "other.calib.cache").write_text("TRT-8600-EntropyCalibration2\nsome_other_tensor: 3c000000\n")
-    for name, text in (("bin.json", None), ("list.json", "[1, 2]"), ("nested.json", "[" * 100000 + "]" * 100000),
-                       ("string.json", '"results"'), ("dup.json", _results([1.0, 1.0])), ("inf.json", _results(["Infinity"])),
-                       ("true.json", _results(["true"])), ("good.json", _results([2.0])),
-                       ("other_rows.json", _results([2.0], model="other.onnx"))):
+    for name, text in (
+        ("bin.json", None),
+        ("list.json", "[1, 2]"),
+        ("nested.json", "[" * 100000 + "]" * 100000),
+        ("string.json", '"results"'),
+        ("dup.json", _results([1.0, 1.0])),
+        ("inf.json", _results(["Infinity"])),
+        ("true.json", _results(["true"])),
+        ("good.json", _results([2.0])),
+        ("other_rows.json", _results([2.0], model="other.onnx")),
+    ):
         p = root / name
         p.write_bytes(os.urandom(256)) if text is None else p.write_text(text)
     if os.geteuid() == 0:
@@ -187,8 +213,11 @@ def make_fixtures(root: Path) -> dict:
 
 
 def _results(p50s, model="m.onnx"):
-    rows = ",".join('{"model": "%s", "backend": "onnxruntime", "precision": "fp32", "batch": 1, '
-                    '"latency_ms": {"p50": %s}, "throughput_ips": 100}' % (model, p) for p in p50s)
+    rows = ",".join(
+        '{"model": "%s", "backend": "onnxruntime", "precision": "fp32", "batch": 1, '
+        '"latency_ms": {"p50": %s}, "throughput_ips": 100}' % (model, p)
+        for p in p50s
+    )
     return '{"schema": "fertrt-bench-2", "results": [%s]}' % rows
 
 
@@ -202,16 +231,36 @@ def probes(f: dict) -> list:
         Probe("infer --jsonl MODEL --force", infer + ["--jsonl", m, "--force"], keep=(m,)),
         Probe("infer --summary-json MODEL --force", infer + ["--summary-json", m, "--force"], keep=(m,)),
         Probe("infer --jsonl null-node --force", infer + ["--jsonl", "null_copy", "--force"], keep=("null_copy",)),
-        Probe("infer --summary-json full-node --force", infer + ["--summary-json", "full_copy", "--force"], keep=("full_copy",)),
+        Probe(
+            "infer --summary-json full-node --force",
+            infer + ["--summary-json", "full_copy", "--force"],
+            keep=("full_copy",),
+        ),
         Probe("infer --jsonl FIFO --force", infer + ["--jsonl", "fifo", "--force"], keep=("fifo",), timeout=60),
         Probe("infer --save INPUT --force", infer + ["--save", face, "--force"], keep=(face,)),
-        Probe("inspect-engine --json ENGINE", ["inspect-engine", "fake.engine", "--json", "fake.engine"], keep=("fake.engine",)),
-        Probe("inspect-engine --json existing", ["inspect-engine", "fake.engine", "--json", "existing.json"], keep=("existing.json",)),
-        Probe("quantize --sensitivity -o existing", ["quantize", m, "--sensitivity", "-o", "existing.json"], keep=("existing.json",)),
+        Probe(
+            "inspect-engine --json ENGINE",
+            ["inspect-engine", "fake.engine", "--json", "fake.engine"],
+            keep=("fake.engine",),
+        ),
+        Probe(
+            "inspect-engine --json existing",
+            ["inspect-engine", "fake.engine", "--json", "existing.json"],
+            keep=("existing.json",),
+        ),
+        Probe(
+            "quantize --sensitivity -o existing",
+            ["quantize", m, "--sensitivity", "-o", "existing.json"],
+            keep=("existing.json",),
+        ),
         Probe("quantize -o MODEL --force", ["quantize", m, "--precision", "fp16", "-o", m, "--force"], keep=(m,)),
         Probe("doctor -o DIR holding doctor.md", ["doctor", "-o", "doctor_out"], keep=("doctor_out/doctor.md",)),
         Probe("doctor -o FILE", ["doctor", "-o", "existing.json"], keep=("existing.json",)),
-        Probe("data preview -o existing", ["data", "preview", "synth:16:easy", "-o", "existing.png"], keep=("existing.png",)),
+        Probe(
+            "data preview -o existing",
+            ["data", "preview", "synth:16:easy", "-o", "existing.png"],
+            keep=("existing.png",),
+        ),
         Probe("build-engine -o existing", ["build-engine", m, "-o", "existing.json"], keep=("existing.json",)),
         Probe("export -o CKPT --force", ["export", ck, "-o", ck, "--force"], keep=(ck,)),
         Probe("compare -o MODEL --force", ["compare", m, "--data", "synth:16:easy", "-o", m, "--force"], keep=(m,)),
@@ -219,50 +268,107 @@ def probes(f: dict) -> list:
         Probe("ablation -o FILE", ["-m", "fertrt.benchmarks.ablation", "-o", "existing.json"], keep=("existing.json",)),
         Probe("train -o null-node", ["train", "-o", "null_copy"], keep=("null_copy",)),
         # read-only and full places
-        Probe("train into a full disk", ["train", "--data", "synth:16:easy", "--epochs", "1", "-o", "PLACE/run"], place="full"),
+        Probe(
+            "train into a full disk",
+            ["train", "--data", "synth:16:easy", "--epochs", "1", "-o", "PLACE/run"],
+            place="full",
+        ),
         Probe("quantize into a full disk", ["quantize", m, "--precision", "fp16", "-o", "PLACE/q.onnx"], place="full"),
         Probe("doctor -o read-only folder", ["doctor", "-o", "PLACE/doc"], place="ro"),
         Probe("demo -o read-only folder", ["demo", "-o", "PLACE/demo"], place="ro"),
         Probe("ablation -o read-only folder", ["-m", "fertrt.benchmarks.ablation", "-o", "PLACE/abl"], place="ro"),
         Probe("infer, read-only HOME", ["infer", m, face], place="ro", env={"HOME": "PLACE"}),
-        Probe("detector export, read-only HOME", ["detector", "export"], place="ro",
-              env={"HOME": "PLACE", "XDG_CACHE_HOME": "PLACE/.cache"}),
+        Probe(
+            "detector export, read-only HOME",
+            ["detector", "export"],
+            place="ro",
+            env={"HOME": "PLACE", "XDG_CACHE_HOME": "PLACE/.cache"},
+        ),
         # data
         Probe("data info synth:100000000", ["data", "info", "synth:100000000"]),
         Probe("data info synth:99999999999999999999", ["data", "info", "synth:99999999999999999999"]),
         Probe("data info binary fer2013.csv", ["data", "info", "fer2013:fer_bin"]),
-        Probe("train on unreadable folder", ["train", "--data", "folder:unreadable", "--epochs", "1", "-o", "r_unread"]),
+        Probe(
+            "train on unreadable folder", ["train", "--data", "folder:unreadable", "--epochs", "1", "-o", "r_unread"]
+        ),
         Probe("train on a one-class folder", ["train", "--data", "folder:oneclass", "--epochs", "1", "-o", "r_one"]),
         # models and metadata
         Probe("compare: metadata lies about input size", ["compare", "lying_size.onnx", "--data", "synth:16:easy"]),
         Probe("infer: metadata lies about input size", ["infer", "lying_size.onnx", face, "--no-detect"]),
         Probe("infer: metadata input size 100000", ["infer", "huge_size.onnx", face, "--no-detect"]),
-        Probe("quantize a two-input ONNX", ["quantize", "two_inputs.onnx", "--calib-data", "synth:16:easy", "-o", "q2.onnx"]),
-        Probe("quantize a non-classifier", ["quantize", "identity.onnx", "--calib-data", "synth:16:easy", "-o", "qi.onnx"]),
-        Probe("quantize: 7 names for 3 logits", ["quantize", "three_logits.onnx", "--precision", "fp16", "-o", "q3.onnx"]),
-        Probe("quantize --calib-size 20000 on 40 images", ["quantize", m, "--calib-data", "synth:40:easy", "--calib-size", "20000",
-                                                            "-o", "qc.onnx"], expect="warn", warning=r"calib"),
+        Probe(
+            "quantize a two-input ONNX",
+            ["quantize", "two_inputs.onnx", "--calib-data", "synth:16:easy", "-o", "q2.onnx"],
+        ),
+        Probe(
+            "quantize a non-classifier", ["quantize", "identity.onnx", "--calib-data", "synth:16:easy", "-o", "qi.onnx"]
+        ),
+        Probe(
+            "quantize: 7 names for 3 logits", ["quantize", "three_logits.onnx", "--precision", "fp16", "-o", "q3.onnx"]
+        ),
+        Probe(
+            "quantize --calib-size 20000 on 40 images",
+            ["quantize", m, "--calib-data", "synth:40:easy", "--calib-size", "20000", "-o", "qc.onnx"],
+            expect="warn",
+            warning=r"calib",
+        ),
         Probe("quantize --calib-cache of another model", q8 + ["--calib-cache", "other.calib.cache", "-o", "qcc.onnx"]),
-        Probe("quantize --keep-fp32 'Bogus,,'", ["quantize", m, "--precision", "fp16", "--keep-fp32", "Bogus,,", "-o", "qk.onnx"]),
+        Probe(
+            "quantize --keep-fp32 'Bogus,,'",
+            ["quantize", m, "--precision", "fp16", "--keep-fp32", "Bogus,,", "-o", "qk.onnx"],
+        ),
         Probe("quantize --trt-version 99.0", q8 + ["--trt-version", "99.0", "-o", "qv.onnx"]),
         Probe("eval a checkpoint with NaN weights", ["eval", "nan.pt", "--data", "synth:16:easy", "-o", "ev_nan"]),
-        Probe("eval a checkpoint with damaged preprocessing", ["eval", "bad_pre.pt", "--data", "synth:16:easy", "-o", "ev_bad"]),
-        Probe("train --model-arg grid=0", ["train", "--model-arg", "grid=0", "--data", "synth:16:easy", "-o", "r_grid0"]),
-        Probe("train --resume --model-arg grid=2", ["train", "--resume", "--model-arg", "grid=2", "--data", "synth:48:easy",
-                                                     "-o", "run"]),
+        Probe(
+            "eval a checkpoint with damaged preprocessing",
+            ["eval", "bad_pre.pt", "--data", "synth:16:easy", "-o", "ev_bad"],
+        ),
+        Probe(
+            "train --model-arg grid=0", ["train", "--model-arg", "grid=0", "--data", "synth:16:easy", "-o", "r_grid0"]
+        ),
+        Probe(
+            "train --resume --model-arg grid=2",
+            ["train", "--resume", "--model-arg", "grid=2", "--data", "synth:48:easy", "-o", "run"],
+        ),
         Probe("export a checkpoint with damaged preprocessing", ["export", "bad_pre.pt", "-o", "bad_pre.onnx"]),
         Probe("infer --regions without region outputs", infer + ["--regions", "--save", "regions.png"]),
-        Probe("infer a float TIFF in [0, 1] (read, not black)", ["-c", "import sys; from fertrt.runtime.preprocess import read_image; "
-              "img = read_image('float01.tiff'); sys.exit(0 if img is not None and img.mean() > 50 else 3)"], expect="ok"),
-        Probe("infer a 1x1 crop", ["infer", m, "tiny1x1.png", "--no-detect"], expect="warn",
-              warning=r"1x1|too small|pixels"),
-        Probe("infer a 2x3 crop", ["infer", m, "tiny2x3.png", "--no-detect"], expect="warn",
-              warning=r"2x3|3x2|too small|pixels"),
+        Probe(
+            "infer a float TIFF in [0, 1] (read, not black)",
+            [
+                "-c",
+                "import sys; from fertrt.runtime.preprocess import read_image; "
+                "img = read_image('float01.tiff'); sys.exit(0 if img is not None and img.mean() > 50 else 3)",
+            ],
+            expect="ok",
+        ),
+        Probe(
+            "infer a 1x1 crop",
+            ["infer", m, "tiny1x1.png", "--no-detect"],
+            expect="warn",
+            warning=r"1x1|too small|pixels",
+        ),
+        Probe(
+            "infer a 2x3 crop",
+            ["infer", m, "tiny2x3.png", "--no-detect"],
+            expect="warn",
+            warning=r"2x3|3x2|too small|pixels",
+        ),
         Probe("infer --detector-model fake YuNet", ["infer", m, face, "--detector-model", "fake_yunet.onnx"]),
         Probe("inspect-engine a 0-byte engine", ["inspect-engine", "zero.engine"]),
         # bench --compare
-        *[Probe(f"bench --compare {name}", ["bench", "--compare", name, "good.json"])
-          for name in ("bin.json", "list.json", "nested.json", "string.json", "dup.json", "inf.json", "true.json", "other_rows.json")],
+        *[
+            Probe(f"bench --compare {name}", ["bench", "--compare", name, "good.json"])
+            for name in (
+                "bin.json",
+                "list.json",
+                "nested.json",
+                "string.json",
+                "dup.json",
+                "inf.json",
+                "true.json",
+                "other_rows.json",
+            )
+        ],
         # the ablation suite's options
         Probe("ablation --seed -1", ["-m", "fertrt.benchmarks.ablation", "--seed", "-1"]),
         Probe("ablation --variants ,", ["-m", "fertrt.benchmarks.ablation", "--variants", ","]),
@@ -289,8 +395,8 @@ def _command(probe: Probe, root: Path, place: Path):
     env = dict(os.environ, **{k: v.replace("PLACE", str(place)) for k, v in probe.env.items()})
     if not probe.place:
         return cmd, env
-    fill = ("dd if=/dev/zero of={p}/filler bs=4k 2>/dev/null; " if probe.place == "full" else "mount -o remount,ro {p}; ")
-    script = f"mount -t tmpfs -o size=256k tmpfs {{p}} && {fill}exec \"$@\"".format(p=place)
+    fill = "dd if=/dev/zero of={p}/filler bs=4k 2>/dev/null; " if probe.place == "full" else "mount -o remount,ro {p}; "
+    script = f'mount -t tmpfs -o size=256k tmpfs {{p}} && {fill}exec "$@"'.format(p=place)
     return ["unshare", "-rm", "sh", "-c", script, "sh"] + cmd, env
 
 
@@ -319,11 +425,20 @@ def run_probe(probe: Probe, root: Path) -> dict:
         r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=probe.timeout)
         rc, err = r.returncode, r.stderr
     except subprocess.TimeoutExpired as exc:
-        rc, err = "timeout", (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        rc, err = (
+            "timeout",
+            (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or ""),
+        )
     changed = [k for k, fp in keep.items() if _fingerprint(root / k) != fp]
     last = [line for line in err.strip().splitlines() if line.strip()][-1:] or [""]
-    return {"id": probe.id, "class": classify(probe, rc, err, changed), "exit": rc, "seconds": round(time.perf_counter() - t0, 1),
-            "changed": changed, "last_line": last[0][:300]}
+    return {
+        "id": probe.id,
+        "class": classify(probe, rc, err, changed),
+        "exit": rc,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "changed": changed,
+        "last_line": last[0][:300],
+    }
 
 
 def expected_class(probe: Probe) -> str:

@@ -9,6 +9,7 @@ Photos (public domain, each read from a pinned package file and checked against 
 Two faces are few: agreement and calibration sets are drawn from them with jittered crops (shift, scale,
 rotation, mirror, brightness), which vary the pixels the network sees but not the person or expression.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,12 +27,18 @@ SKIMAGE_WHEEL = "scikit-image==0.24.0"
 SKIMAGE_WHEEL_FILE = "scikit_image-0.24.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 # name -> (where it comes from, member or path, SHA-256 of the image file, credit)
 PHOTOS = {
-    "astronaut": ("scikit-image", "skimage/data/astronaut.png",
-                  "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-                  "Eileen Collins, NASA; public domain (scikit-image data/astronaut.png)"),
-    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
-                     "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
-                     "Grace Hopper, US Navy photograph; public domain (matplotlib sample_data/grace_hopper.jpg)"),
+    "astronaut": (
+        "scikit-image",
+        "skimage/data/astronaut.png",
+        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+        "Eileen Collins, NASA; public domain (scikit-image data/astronaut.png)",
+    ),
+    "grace_hopper": (
+        "matplotlib",
+        "mpl-data/sample_data/grace_hopper.jpg",
+        "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+        "Grace Hopper, US Navy photograph; public domain (matplotlib sample_data/grace_hopper.jpg)",
+    ),
 }
 # Face boxes (x, y, w, h) of the two photos from the fertrt pipeline's BlazeFace (used for the jittered crops,
 # so agreement tests do not depend on a detector download).
@@ -53,9 +60,27 @@ def _skimage_wheel(log=print) -> Path:
         return wheel
     dest.mkdir(parents=True, exist_ok=True)
     log(f"downloading {SKIMAGE_WHEEL} (no dependencies: only its sample photo is read)")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp",
-           "--abi", "cp311", "-d", str(dest), SKIMAGE_WHEEL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "-d",
+        str(dest),
+        SKIMAGE_WHEEL,
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
@@ -136,7 +161,7 @@ def _ort_probs(path, x: np.ndarray) -> np.ndarray:
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    logits = np.concatenate([sess.run(None, {name: x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+    logits = np.concatenate([sess.run(None, {name: x[i : i + 32]})[0] for i in range(0, len(x), 32)])
     return softmax(logits.astype(np.float64), axis=1)
 
 
@@ -144,8 +169,12 @@ def agreement(reference, model, x: np.ndarray) -> dict:
     """Top-1 agreement and probability drift of `model` against `reference` (ONNX files) on inputs x."""
     ref, got = _ort_probs(reference, x), _ort_probs(model, x)
     d = np.abs(ref - got)
-    return {"top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()), "max_abs_dp": float(d.max()),
-            "mean_abs_dp": float(d.mean()), "n": int(len(x))}
+    return {
+        "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+        "max_abs_dp": float(d.max()),
+        "mean_abs_dp": float(d.mean()),
+        "n": int(len(x)),
+    }
 
 
 def build_real_models(folder: Path, calib_size: int = 256, log=print) -> dict:
@@ -158,8 +187,14 @@ def build_real_models(folder: Path, calib_size: int = 256, log=print) -> dict:
     from fertrt.train.pretrained import write_pretrained
 
     folder.mkdir(parents=True, exist_ok=True)
-    names = {"ckpt": "mini_xception_fer2013.pt", "fp32": "mx_fp32.onnx", "fp16": "mx_fp16.onnx",
-             "int8_synth": "mx_int8_synth.onnx", "int8_real": "mx_int8_real.onnx", "calib_real": "real_calib.npy"}
+    names = {
+        "ckpt": "mini_xception_fer2013.pt",
+        "fp32": "mx_fp32.onnx",
+        "fp16": "mx_fp16.onnx",
+        "int8_synth": "mx_int8_synth.onnx",
+        "int8_real": "mx_int8_real.onnx",
+        "calib_real": "real_calib.npy",
+    }
     p = {k: folder / v for k, v in names.items()}
     if not p["ckpt"].exists():
         write_pretrained("mini_xception_fer2013", p["ckpt"], log=log)
@@ -178,8 +213,13 @@ def build_real_models(folder: Path, calib_size: int = 256, log=print) -> dict:
                 np.save(f, preprocess(list(crops), pre))
     for key, calib in (("int8_synth", "synth"), ("int8_real", str(p["calib_real"]))):
         if not p[key].exists():
-            quantize_int8(p["fp32"], p[key], Int8Options(calib=calib, calib_size=calib_size, target="onnxruntime"),
-                          force=True, log=log)
+            quantize_int8(
+                p["fp32"],
+                p[key],
+                Int8Options(calib=calib, calib_size=calib_size, target="onnxruntime"),
+                force=True,
+                log=log,
+            )
     return p
 
 
@@ -205,8 +245,11 @@ def real_photos_section(folder, calib_size: int = 256, log=print) -> str:
     except FertrtError as exc:
         return "\n".join(head + [f"Skipped: {safe(exc)}", ""])
     x = preprocess(list(crops), get_default_config("mini_xception").preprocess)
-    variants = (("FP16", "fp16"), ("INT8, calibrated on synth", "int8_synth"),
-                ("INT8, calibrated on real face crops", "int8_real"))
+    variants = (
+        ("FP16", "fp16"),
+        ("INT8, calibrated on synth", "int8_synth"),
+        ("INT8, calibrated on real face crops", "int8_real"),
+    )
     rows = [(label, agreement(p["fp32"], p[key], x)) for label, key in variants]
     try:  # the default detector, converted once into the cache (as the demo's synth samples do)
         from fertrt.export.detectors_export import ensure_default_detector
@@ -218,8 +261,16 @@ def real_photos_section(folder, calib_size: int = 256, log=print) -> str:
         detector = make_detector("haar")
     with Predictor.open(p["fp32"]) as pred:
         margin = getattr(getattr(detector, "cfg", None), "crop_margin", 0.1)
-        summary = run(pred, [str(v) for v in photos.values()], detector, save=folder / "annotated", force=True,
-                      jsonl=folder / "predictions.jsonl", margin=margin, log=lambda *a: None)
+        summary = run(
+            pred,
+            [str(v) for v in photos.values()],
+            detector,
+            save=folder / "annotated",
+            force=True,
+            jsonl=folder / "predictions.jsonl",
+            margin=margin,
+            log=lambda *a: None,
+        )
     import json
 
     records = (folder / "predictions.jsonl").read_text().splitlines()
@@ -230,12 +281,18 @@ def real_photos_section(folder, calib_size: int = 256, log=print) -> str:
         "the face pipeline (BlazeFace, the detector's default crop) on two public-domain photos that PyPI packages "
         "ship.",
         "",
-        " ".join(f"![{n}](real/annotated/{n}.png)" for n in photos), "",
-        "Predicted: " + "; ".join(f"{n}: {', '.join(l) or 'no face'}" for n, l in zip(photos, labels)) + ".", "",
-        f"Agreement with FP32 on {len(x)} jittered crops of the two faces (ONNX Runtime CPU):", "",
-        "| model | top-1 agreement | max abs. prob. diff | mean abs. prob. diff |", "|---|---:|---:|---:|",
+        " ".join(f"![{n}](real/annotated/{n}.png)" for n in photos),
+        "",
+        "Predicted: " + "; ".join(f"{n}: {', '.join(l) or 'no face'}" for n, l in zip(photos, labels)) + ".",
+        "",
+        f"Agreement with FP32 on {len(x)} jittered crops of the two faces (ONNX Runtime CPU):",
+        "",
+        "| model | top-1 agreement | max abs. prob. diff | mean abs. prob. diff |",
+        "|---|---:|---:|---:|",
     ]
-    lines += [f"| {label} | {r['top1_agreement'] * 100:.1f} % | {r['max_abs_dp']:.3f} | {r['mean_abs_dp']:.4f} |"
-              for label, r in rows]
+    lines += [
+        f"| {label} | {r['top1_agreement'] * 100:.1f} % | {r['max_abs_dp']:.3f} | {r['mean_abs_dp']:.4f} |"
+        for label, r in rows
+    ]
     lines += ["", f"Pipeline: {summary.get('faces', '?')} faces in {summary.get('frames', '?')} photos.", ""]
     return "\n".join(lines)

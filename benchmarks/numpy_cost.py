@@ -8,6 +8,7 @@ opencv) where fertrt imports (e.g. the same editable install's .pth copied into 
 micro-benchmark once in each environment, alternating, so that machine load drifts over both alike; the
 table gives each environment's median over rounds and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,13 @@ def measure(model: str, seconds: float = 1.0) -> dict:
         b, s, k = decode_blazeface(regs, scores, anchors, 0.5)
         nms(b, s, k, det.nms_iou, det.weighted_nms, det.max_faces)
 
-    fns = {"prepare_normalize_b32": lambda: normalize(prepare_images(crops, cfg), cfg),
-           "normalize_b32": lambda: normalize(batch, cfg), "postprocess_b32": lambda: postprocess(logits, names),
-           "ort_infer_b8": lambda: runner.infer(x8), "blazeface_decode_nms": decode}
+    fns = {
+        "prepare_normalize_b32": lambda: normalize(prepare_images(crops, cfg), cfg),
+        "normalize_b32": lambda: normalize(batch, cfg),
+        "postprocess_b32": lambda: postprocess(logits, names),
+        "ort_infer_b8": lambda: runner.infer(x8),
+        "blazeface_decode_nms": decode,
+    }
     out = {}
     for name in CASES:
         fn = fns[name]
@@ -71,8 +76,10 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    code = ("import json; from fertrt.benchmarks.numpy_cost import measure; "
-            f"print(json.dumps(measure({args.model!r}, {args.seconds})))")
+    code = (
+        "import json; from fertrt.benchmarks.numpy_cost import measure; "
+        f"print(json.dumps(measure({args.model!r}, {args.seconds})))"
+    )
     runs = {sys.executable: [], args.other_python: []}
     for _ in range(args.rounds):
         for py in runs:

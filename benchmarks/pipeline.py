@@ -13,6 +13,7 @@ detector (Haar, BlazeFace short/full range, YuNet when a file is given), all on 
 
     python -m fertrt.benchmarks.pipeline --fer-model model.onnx [--yunet yunet_fertrt.onnx] [-o out]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,21 @@ def background(rng: np.random.Generator, kind: str, size=SCENE_SIZE) -> np.ndarr
             if rng.random() < 0.5:
                 cv2.circle(img, c, int(rng.integers(8, 60)), colour, -1)
             else:
-                cv2.rectangle(img, c, (c[0] + int(rng.integers(10, 120)), c[1] + int(rng.integers(10, 120))), colour, -1)
+                cv2.rectangle(
+                    img, c, (c[0] + int(rng.integers(10, 120)), c[1] + int(rng.integers(10, 120))), colour, -1
+                )
         return img
     if kind == "text":
         for y in range(20, h, 28):
-            cv2.putText(img, "".join(chr(int(c)) for c in rng.integers(65, 91, 30)), (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                        tuple(int(v) for v in rng.integers(0, 256, 3)), 2)
+            cv2.putText(
+                img,
+                "".join(chr(int(c)) for c in rng.integers(65, 91, 30)),
+                (5, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.7,
+                tuple(int(v) for v in rng.integers(0, 256, 3)),
+                2,
+            )
         return img
     raise ValueError(kind)
 
@@ -71,7 +81,9 @@ def make_scene(rng, faces: list[np.ndarray], bg_kind: str, sizes=(90, 170), size
                 break
         else:
             continue
-        scene[y:y + s, x:x + s] = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA if s < face.shape[0] else cv2.INTER_LINEAR)
+        scene[y : y + s, x : x + s] = cv2.resize(
+            face, (s, s), interpolation=cv2.INTER_AREA if s < face.shape[0] else cv2.INTER_LINEAR
+        )
         boxes.append((x, y, s, s))
     return scene, boxes
 
@@ -118,7 +130,7 @@ def scenes(n_scenes: int, faces_per_scene: int, seed: int):
     for k in range(n_scenes):
         idx = list(range(k * faces_per_scene, (k + 1) * faces_per_scene))
         scene, boxes = make_scene(rng, [imgs[i] for i in idx], BACKGROUNDS[k % len(BACKGROUNDS)])
-        out.append((scene, boxes, [int(labels[i]) for i in idx[:len(boxes)]], [imgs[i] for i in idx[:len(boxes)]]))
+        out.append((scene, boxes, [int(labels[i]) for i in idx[: len(boxes)]], [imgs[i] for i in idx[: len(boxes)]]))
     return out
 
 
@@ -155,10 +167,18 @@ def evaluate(detector, predictor, scene_set, margin) -> dict:
                 correct += results[i]["class_id"] == labels[j]
                 direct_correct += direct[j]["class_id"] == labels[j]
     med = {k: float(np.median(v)) for k, v in {**stages, **sub}.items() if v}
-    return {"frames": len(scene_set), "faces": total, "found": found, "recall": found / max(total, 1),
-            "false_detections": false, "false_per_100_frames": 100 * false / max(len(scene_set), 1),
-            "fer_accuracy_detect_crop": correct / max(found, 1), "fer_accuracy_original_crops": direct_correct / max(found, 1),
-            "median_ms": med, "fps_end_to_end": 1e3 / med["total"] if med.get("total") else None}
+    return {
+        "frames": len(scene_set),
+        "faces": total,
+        "found": found,
+        "recall": found / max(total, 1),
+        "false_detections": false,
+        "false_per_100_frames": 100 * false / max(len(scene_set), 1),
+        "fer_accuracy_detect_crop": correct / max(found, 1),
+        "fer_accuracy_original_crops": direct_correct / max(found, 1),
+        "median_ms": med,
+        "fps_end_to_end": 1e3 / med["total"] if med.get("total") else None,
+    }
 
 
 def timing(detectors: dict, predictor, scene, repeats: int) -> dict:
@@ -221,7 +241,7 @@ def video_run(detector, predictor, tmp: Path, margin, seconds=30, fps=25, every=
             s = int(120 + 30 * np.sin(2 * np.pi * (t * 2 + j / 2)))
             x = int(100 + j * 280 + 60 * np.sin(2 * np.pi * t * 3 + j))
             y = int(150 + 80 * np.cos(2 * np.pi * t * 2 + j))
-            frame[y:y + s, x:x + s] = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+            frame[y : y + s, x : x + s] = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
             boxes.append((x, y, s, s))
         truth.append(boxes)
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -229,15 +249,25 @@ def video_run(detector, predictor, tmp: Path, margin, seconds=30, fps=25, every=
     out = {}
     for n in every:
         jsonl = tmp / f"video_every{n}.jsonl"
-        summary = run(predictor, str(path), detector, jsonl=jsonl, force=True, margin=margin, every=n, log=lambda *a: None)
+        summary = run(
+            predictor, str(path), detector, jsonl=jsonl, force=True, margin=margin, every=n, log=lambda *a: None
+        )
         recs = [json.loads(l) for l in jsonl.read_text().splitlines()]
         from fertrt.runtime.face import Face
 
-        found = sum(sum(g is not None for g in match([Face(tuple(f["box"])) for f in r["faces"]], b)[0])
-                    for r, b in zip(recs, truth))
+        found = sum(
+            sum(g is not None for g in match([Face(tuple(f["box"])) for f in r["faces"]], b)[0])
+            for r, b in zip(recs, truth)
+        )
         ids = {f["track"] for r in recs for f in r["faces"]}
-        out[f"every_{n}"] = {"frames": summary["frames"], "fps": summary["fps"], "detector_passes": summary["detector_passes"],
-                             "mean_ms": summary["timings_ms"], "recall": found / (2 * len(truth)), "track_ids": len(ids)}
+        out[f"every_{n}"] = {
+            "frames": summary["frames"],
+            "fps": summary["fps"],
+            "detector_passes": summary["detector_passes"],
+            "mean_ms": summary["timings_ms"],
+            "recall": found / (2 * len(truth)),
+            "track_ids": len(ids),
+        }
     return out
 
 
@@ -263,19 +293,32 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fer-model", required=True, help="a FER .onnx (fertrt export), e.g. fertrt-demo/model.onnx")
     ap.add_argument("--yunet", default=None, help="a YuNet .onnx prepared with `fertrt detector export --model yunet`")
-    ap.add_argument("--detectors", default="haar,blazeface,blazeface-full", help="comma-separated: haar, blazeface, "
-                    "blazeface-full, or detector .onnx files")
+    ap.add_argument(
+        "--detectors",
+        default="haar,blazeface,blazeface-full",
+        help="comma-separated: haar, blazeface, blazeface-full, or detector .onnx files",
+    )
     ap.add_argument("--scenes", type=int, default=100, help="scenes per kind (1-face, 4-face, face-free)")
     ap.add_argument("--repeats", type=int, default=100, help="timed passes per latency figure")
-    ap.add_argument("--fer-threads", type=int, default=1, help="ONNX Runtime intra-op threads of the FER model (default 1)")
+    ap.add_argument(
+        "--fer-threads", type=int, default=1, help="ONNX Runtime intra-op threads of the FER model (default 1)"
+    )
     ap.add_argument("-o", "--out", default="bench-pipeline")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dets = open_detectors(args.detectors.split(","), args.yunet)
-    sets = {"1 face": scenes(args.scenes, 1, seed=11), "4 faces": scenes(args.scenes, 4, seed=12),
-            "no face": scenes(args.scenes, 0, seed=13)}
-    results = {"scenes_per_kind": args.scenes, "fer_model": args.fer_model, "fer_threads": args.fer_threads, "detectors": {}}
+    sets = {
+        "1 face": scenes(args.scenes, 1, seed=11),
+        "4 faces": scenes(args.scenes, 4, seed=12),
+        "no face": scenes(args.scenes, 0, seed=13),
+    }
+    results = {
+        "scenes_per_kind": args.scenes,
+        "fer_model": args.fer_model,
+        "fer_threads": args.fer_threads,
+        "detectors": {},
+    }
     # both models on one ONNX Runtime intra-op thread (the runtime's default for detectors): stable
     # figures on a shared 2-core machine, and the other core stays free for decoding
     with Predictor.open(args.fer_model, threads=args.fer_threads) as pred, tempfile.TemporaryDirectory() as tmp:
@@ -283,13 +326,24 @@ def main(argv=None):
         latency = {k: timing(dets, pred, sets[k][0][0], args.repeats) for k in ("1 face", "4 faces")}
         for name, det in dets.items():
             margin = getattr(getattr(det, "cfg", None), "crop_margin", 0.1)
-            r = {"margin": margin, "quality": {k: evaluate(det, pred, v, margin) for k, v in sets.items()},
-                 "latency": {k: latency[k][name] for k in latency},
-                 "video": video_run(det, pred, Path(tmp), margin)}
+            r = {
+                "margin": margin,
+                "quality": {k: evaluate(det, pred, v, margin) for k, v in sets.items()},
+                "latency": {k: latency[k][name] for k in latency},
+                "video": video_run(det, pred, Path(tmp), margin),
+            }
             results["detectors"][name] = r
-            print(f"{name}: " + json.dumps({k: {"recall": round(v['recall'], 3), "fp100": round(v['false_per_100_frames'], 1)}
-                                            for k, v in r["quality"].items()}), flush=True)
-    from .harness import environment
+            print(
+                f"{name}: "
+                + json.dumps(
+                    {
+                        k: {"recall": round(v["recall"], 3), "fp100": round(v["false_per_100_frames"], 1)}
+                        for k, v in r["quality"].items()
+                    }
+                ),
+                flush=True,
+            )
+    from fertrt.engine.device import environment
 
     results["environment"] = environment()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
@@ -300,28 +354,43 @@ def main(argv=None):
 
 
 def report(results) -> str:
-    lines = ["Latency: 10th percentile (median) over the timed passes, ms; fps from the end-to-end 10th percentile (median).", "",
-             "| detector | faces | detect (pre / infer / post) | crop + FER | end to end | fps | found in timed frame | recall "
-             "| false det. / 100 frames | FER acc. detect+crop / original crops |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "Latency: 10th percentile (median) over the timed passes, ms; fps from the end-to-end 10th percentile (median).",
+        "",
+        "| detector | faces | detect (pre / infer / post) | crop + FER | end to end | fps | found in timed frame | recall "
+        "| false det. / 100 frames | FER acc. detect+crop / original crops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["detectors"].items():
         for kind in ("1 face", "4 faces"):
             lat, q = r["latency"][kind], r["quality"][kind]
-            split = " / ".join(f"{lat[k + '_p10']:.2f}" for k in ("detect_preprocess", "detect_infer", "detect_postprocess")
-                               if k in lat)
+            split = " / ".join(
+                f"{lat[k + '_p10']:.2f}"
+                for k in ("detect_preprocess", "detect_infer", "detect_postprocess")
+                if k in lat
+            )
             fer, fer_med = lat["crop_p10"] + lat["fer_p10"], lat["crop"] + lat["fer"]
-            lines.append(f"| {name} | {kind} | {lat['detect_p10']:.2f} ({lat['detect']:.2f})" + (f" ({split})" if split else "")
-                         + f" | {fer:.2f} ({fer_med:.2f}) | {lat['total_p10']:.2f} ({lat['total']:.2f}) "
-                         f"| {lat['fps_p10']:.0f} ({lat['fps']:.0f}) | {lat['faces_found']} | {q['recall']:.3f} "
-                         f"| {q['false_per_100_frames']:.1f} | {q['fer_accuracy_detect_crop']:.3f} / {q['fer_accuracy_original_crops']:.3f} |")
+            lines.append(
+                f"| {name} | {kind} | {lat['detect_p10']:.2f} ({lat['detect']:.2f})"
+                + (f" ({split})" if split else "")
+                + f" | {fer:.2f} ({fer_med:.2f}) | {lat['total_p10']:.2f} ({lat['total']:.2f}) "
+                f"| {lat['fps_p10']:.0f} ({lat['fps']:.0f}) | {lat['faces_found']} | {q['recall']:.3f} "
+                f"| {q['false_per_100_frames']:.1f} | {q['fer_accuracy_detect_crop']:.3f} / {q['fer_accuracy_original_crops']:.3f} |"
+            )
         nf = r["quality"]["no face"]
         lines.append(f"| {name} | none | | | | | | | {nf['false_per_100_frames']:.1f} | |")
-    lines += ["", "| detector | video (30 s, 2 faces, 25 fps, decode included) | fps | detector passes | detect ms per frame (mean) "
-              "| recall | track ids |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| detector | video (30 s, 2 faces, 25 fps, decode included) | fps | detector passes | detect ms per frame (mean) "
+        "| recall | track ids |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["detectors"].items():
         for k, v in r["video"].items():
-            lines.append(f"| {name} | detect {k.replace('_', ' ')} | {v['fps']:.0f} | {v['detector_passes']} | "
-                         f"{v['mean_ms'].get('detect', 0):.2f} | {v['recall']:.3f} | {v['track_ids']} |")
+            lines.append(
+                f"| {name} | detect {k.replace('_', ' ')} | {v['fps']:.0f} | {v['detector_passes']} | "
+                f"{v['mean_ms'].get('detect', 0):.2f} | {v['recall']:.3f} | {v['track_ids']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 """Benchmark figures: latency distributions, accuracy vs latency, throughput vs batch, confusion matrices."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,11 @@ def plot_all(result: dict, out: Path):
         ax.boxplot(data, orientation="horizontal", showfliers=False)  # matplotlib >= 3.10
     except TypeError:
         ax.boxplot(data, vert=False, showfliers=False)
-    ax.set_yticks(range(1, len(with_samples) + 1), [f"{Path(r['model']).name} {r['backend']} b{r['batch']}" for r in with_samples], fontsize=7)
+    ax.set_yticks(
+        range(1, len(with_samples) + 1),
+        [f"{Path(r['model']).name} {r['backend']} b{r['batch']}" for r in with_samples],
+        fontsize=7,
+    )
     ax.set_xscale("log")
     ax.set_xlabel("latency per batch (ms, log)")
     fig.tight_layout()
@@ -69,5 +74,11 @@ def plot_all(result: dict, out: Path):
         seen.add(key)
         from fertrt.train.plots import plot_confusion
 
-        names = list(r["per_class_accuracy"].keys()) if len(r["per_class_accuracy"]) == len(r["confusion"]) else [str(i) for i in range(len(r["confusion"]))]
-        plot_confusion(out / f"confusion_{key[0]}_{key[1]}.png", np.asarray(r["confusion"]), names, f"{key[0]} ({key[1]})")
+        names = (
+            list(r["per_class_accuracy"].keys())
+            if len(r["per_class_accuracy"]) == len(r["confusion"])
+            else [str(i) for i in range(len(r["confusion"]))]
+        )
+        plot_confusion(
+            out / f"confusion_{key[0]}_{key[1]}.png", np.asarray(r["confusion"]), names, f"{key[0]} ({key[1]})"
+        )

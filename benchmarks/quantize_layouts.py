@@ -9,6 +9,7 @@ data and size; the latencies of one model's FP32/INT8 graphs are taken interleav
 machine load hits them alike. This measures ORT on CPU only: TensorRT latency needs a GPU host
 (`fertrt build-engine` + `fertrt bench` there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,17 @@ def _latency(runners: dict, x: np.ndarray, batches=(1, 8), rounds=5, seconds=2.0
     return out
 
 
-def run(models, calib=None, calib_size=256, method="entropy", eval_data=None, eval_size=1000, seconds=2.0, threads=None,
-        log=print) -> list[dict]:
+def run(
+    models,
+    calib=None,
+    calib_size=256,
+    method="entropy",
+    eval_data=None,
+    eval_size=1000,
+    seconds=2.0,
+    threads=None,
+    log=print,
+) -> list[dict]:
     import onnx
 
     from fertrt.export.compare import load_eval_images
@@ -57,25 +67,41 @@ def run(models, calib=None, calib_size=256, method="entropy", eval_data=None, ev
             x = preprocess(images, fp32.preprocess)
             ref = run_batched(fp32, x, 64)
             runners = {"fp32": fp32}
-            row = {"model": fp32.metadata.get("model_name", path.stem), "file": str(path), "eval": f"{spec} [test] {len(labels)}",
-                   "fp32_accuracy": float((ref.argmax(1) == labels).mean()), "calib": f"{calib or spec} {method} {calib_size}"}
+            row = {
+                "model": fp32.metadata.get("model_name", path.stem),
+                "file": str(path),
+                "eval": f"{spec} [test] {len(labels)}",
+                "fp32_accuracy": float((ref.argmax(1) == labels).mean()),
+                "calib": f"{calib or spec} {method} {calib_size}",
+            }
             for target in TARGETS:
                 out = tmp / f"{target}.onnx"
-                opts = Int8Options(calib=calib or spec, calib_size=calib_size, method=method, target=target,
-                                   cache_dir=tmp / f"cache-{target}", trt_version="8.6.1")
+                opts = Int8Options(
+                    calib=calib or spec,
+                    calib_size=calib_size,
+                    method=method,
+                    target=target,
+                    cache_dir=tmp / f"cache-{target}",
+                    trt_version="8.6.1",
+                )
                 t0 = time.perf_counter()
                 quantize_int8(path, out, opts, log=lambda *_: None)
                 seconds_q = time.perf_counter() - t0
                 r = OrtRunner(out, threads=threads)
                 logits = run_batched(r, x, 64)
                 counts = qdq_layout(onnx.load(str(out))).counts()
-                row[target] = {"accuracy": float((logits.argmax(1) == labels).mean()),
-                               "agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
-                               "max_abs_diff": float(np.abs(logits.astype(np.float64) - ref).max()),
-                               "quantize_s": seconds_q, "qdq": counts}
+                row[target] = {
+                    "accuracy": float((logits.argmax(1) == labels).mean()),
+                    "agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
+                    "max_abs_diff": float(np.abs(logits.astype(np.float64) - ref).max()),
+                    "quantize_s": seconds_q,
+                    "qdq": counts,
+                }
                 runners[target] = r
-                log(f"{path.name} {target}: accuracy {row[target]['accuracy'] * 100:.2f}%, agreement "
-                    f"{row[target]['agreement'] * 100:.2f}%, quantized in {seconds_q:.1f}s, Q/DQ {counts}")
+                log(
+                    f"{path.name} {target}: accuracy {row[target]['accuracy'] * 100:.2f}%, agreement "
+                    f"{row[target]['agreement'] * 100:.2f}%, quantized in {seconds_q:.1f}s, Q/DQ {counts}"
+                )
             lat = _latency(runners, x, seconds=seconds)
             for k, v in lat.items():
                 row.setdefault(k, {})["latency_ms"] = v
@@ -86,18 +112,25 @@ def run(models, calib=None, calib_size=256, method="entropy", eval_data=None, ev
 
 
 def format_table(rows) -> str:
-    head = ("| model | layout | accuracy | agreement with FP32 | quantize time (s) | ORT CPU b1 (ms) | ORT CPU b8 (ms) | "
-            "Q/DQ: weights / weighted-op inputs / after weighted ops / Add inputs |")
+    head = (
+        "| model | layout | accuracy | agreement with FP32 | quantize time (s) | ORT CPU b1 (ms) | ORT CPU b8 (ms) | "
+        "Q/DQ: weights / weighted-op inputs / after weighted ops / Add inputs |"
+    )
     lines = [head, "|" + "---|" * 8]
     for row in rows:
         f = row["fp32"]["latency_ms"]
         lines.append(f"| {row['model']} | FP32 | {row['fp32_accuracy'] * 100:.2f}% | | | {f[1]:.2f} | {f[8]:.2f} | |")
-        for target, label in (("tensorrt", "INT8 `--target tensorrt` (ModelOpt)"), ("onnxruntime", "INT8 `--target onnxruntime`")):
+        for target, label in (
+            ("tensorrt", "INT8 `--target tensorrt` (ModelOpt)"),
+            ("onnxruntime", "INT8 `--target onnxruntime`"),
+        ):
             t = row[target]
             q = t["qdq"]
-            lines.append(f"| {row['model']} | {label} | {t['accuracy'] * 100:.2f}% | {t['agreement'] * 100:.2f}% | {t['quantize_s']:.1f} | "
-                         f"{t['latency_ms'][1]:.2f} | {t['latency_ms'][8]:.2f} | {q['weights']} / {q['weighted_op_inputs']} / "
-                         f"{q['weighted_op_outputs']} / {q['add_inputs']} |")
+            lines.append(
+                f"| {row['model']} | {label} | {t['accuracy'] * 100:.2f}% | {t['agreement'] * 100:.2f}% | {t['quantize_s']:.1f} | "
+                f"{t['latency_ms'][1]:.2f} | {t['latency_ms'][8]:.2f} | {q['weights']} / {q['weighted_op_inputs']} / "
+                f"{q['weighted_op_outputs']} / {q['add_inputs']} |"
+            )
     return "\n".join(lines)
 
 
@@ -115,7 +148,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
-    rows = run(args.models, args.calib_data, args.calib_size, args.calib_method, args.eval_data, args.eval_size, args.seconds, args.threads)
+    rows = run(
+        args.models,
+        args.calib_data,
+        args.calib_size,
+        args.calib_method,
+        args.eval_data,
+        args.eval_size,
+        args.seconds,
+        args.threads,
+    )
     print(format_table(rows))
     if args.json:
         write_json_atomic(args.json, rows)

@@ -3,6 +3,7 @@ face pipeline's per-stage timings on 640x480 frames with 1 and 4 faces, measured
 
     python -m fertrt.benchmarks.runtime_overhead MODEL.onnx [--seconds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def main(argv=None):
             bare.append(time_fn(lambda: sess.run(["logits"], {"input": x}), 3, None, args.seconds / 10))
             ours.append(time_fn(lambda: runner.infer(x), 3, None, args.seconds / 10))
         bare, ours = np.concatenate(bare), np.concatenate(ours)
-        print(f"batch {b}: bare InferenceSession.run p50 {np.median(bare) / 1e3:.1f} us, fertrt runner p50 {np.median(ours) / 1e3:.1f} us, "
-              f"overhead {(np.median(ours) / np.median(bare) - 1) * 100:+.2f}%")
+        print(
+            f"batch {b}: bare InferenceSession.run p50 {np.median(bare) / 1e3:.1f} us, fertrt runner p50 {np.median(ours) / 1e3:.1f} us, "
+            f"overhead {(np.median(ours) / np.median(bare) - 1) * 100:+.2f}%"
+        )
     det = HaarDetector()
     pred = Predictor(runner)
     # cartoon faces are not all found by the Haar cascade: keep candidates it finds on their own
@@ -53,7 +56,7 @@ def main(argv=None):
     for n in (1, 4):
         frame = np.full((480, 640, 3), 190, np.uint8)
         for j in range(n):
-            frame[170:310, 10 + j * 155:150 + j * 155] = found[j]
+            frame[170:310, 10 + j * 155 : 150 + j * 155] = found[j]
         stages = {"detect": [], "crop": [], "preprocess": [], "infer": [], "postprocess": []}
         import time
 
@@ -69,8 +72,11 @@ def main(argv=None):
             for k, v in pred.last_timings.items():
                 stages[k].append(v)
         total = sum(np.median(v) for v in stages.values())
-        print(f"640x480 frame, {n} face(s) ({len(faces)} detected), medians of 30: "
-              + ", ".join(f"{k} {np.median(v):.2f} ms" for k, v in stages.items()) + f"; total {total:.2f} ms")
+        print(
+            f"640x480 frame, {n} face(s) ({len(faces)} detected), medians of 30: "
+            + ", ".join(f"{k} {np.median(v):.2f} ms" for k, v in stages.items())
+            + f"; total {total:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Line formats differ by module: Orin Nano/NX report `VDD_IN 5017mW/5017mW VDD_CPU
 AGX Orin `VDD_GPU_SOC 2396mW/2396mW ... VIN_SYS_5V0 ...`, older modules `POM_5V_IN 3000/3000`.
 Temperatures appear as `cpu@45.5C gpu@44.2C` (or `CPU@..`/`tj@..`).
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,13 @@ def parse_line(line: str) -> dict:
         total = sum(rails.values())  # modules without an input rail: sum of what is reported
     gpu = _GPU.search(line)
     ram = _RAM.search(line)
-    return {"rails_mw": rails, "temps_c": temps, "total_mw": total, "gpu_util": int(gpu.group(1)) if gpu else None,
-            "ram_mb": int(ram.group(1)) if ram else None}
+    return {
+        "rails_mw": rails,
+        "temps_c": temps,
+        "total_mw": total,
+        "gpu_util": int(gpu.group(1)) if gpu else None,
+        "ram_mb": int(ram.group(1)) if ram else None,
+    }
 
 
 def summarize(samples: list[dict], seconds: float, inferences: int) -> dict:
@@ -40,9 +46,13 @@ def summarize(samples: list[dict], seconds: float, inferences: int) -> dict:
             temps[k] = max(temps.get(k, float("-inf")), v)
     mean_mw = sum(power) / len(power) if power else None
     energy_j = mean_mw / 1000.0 * seconds if mean_mw is not None else None
-    return {"samples": len(samples), "mean_power_w": None if mean_mw is None else mean_mw / 1000.0,
-            "energy_j": energy_j, "energy_per_inference_mj": None if energy_j is None or not inferences else energy_j / inferences * 1e3,
-            "max_temps_c": temps}
+    return {
+        "samples": len(samples),
+        "mean_power_w": None if mean_mw is None else mean_mw / 1000.0,
+        "energy_j": energy_j,
+        "energy_per_inference_mj": None if energy_j is None or not inferences else energy_j / inferences * 1e3,
+        "max_temps_c": temps,
+    }
 
 
 class TegrastatsSampler:
@@ -61,7 +71,9 @@ class TegrastatsSampler:
     def __enter__(self):
         if not self.available():
             return self
-        self.proc = subprocess.Popen(["tegrastats", "--interval", str(self.interval_ms)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["tegrastats", "--interval", str(self.interval_ms)], stdout=subprocess.PIPE, text=True
+        )
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
         return self

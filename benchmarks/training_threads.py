@@ -13,6 +13,7 @@ OMP_WAIT_POLICY and GOMP_SPINCOUNT; KMP_BLOCKTIME is read by Intel's OpenMP only
 printed and recorded, and KMP_BLOCKTIME rows are measured instead where it is Intel's).
 The "0 competing" rows are only as quiet as the machine: the load average is recorded with each row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,14 @@ def measure(threads: int, seconds: float, batch_size: int = 64) -> dict:
     elapsed, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     # CPU time per image does not depend on how much of the machine others take, unless threads spin while
     # waiting: then it grows with the load, and that spinning is what takes the cores from the work
-    return {"images_per_second": n * batch_size / elapsed, "cpu_ms_per_image": cpu * 1000 / (n * batch_size),
-            "steps": n, "seconds": elapsed,
-            "torch_threads": torch.get_num_threads(), "openmp": openmp_runtime()}
+    return {
+        "images_per_second": n * batch_size / elapsed,
+        "cpu_ms_per_image": cpu * 1000 / (n * batch_size),
+        "steps": n,
+        "seconds": elapsed,
+        "torch_threads": torch.get_num_threads(),
+        "openmp": openmp_runtime(),
+    }
 
 
 def _cpu_seconds() -> float:
@@ -104,8 +110,15 @@ def run_setting(threads: int, env_extra: dict, seconds: float) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SPIN_VARIABLES}
     env.update(env_extra)
     env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "fertrt.benchmarks.training_threads", "--measure", str(threads),
-           "--seconds", str(seconds)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fertrt.benchmarks.training_threads",
+        "--measure",
+        str(threads),
+        "--seconds",
+        str(seconds),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds * 20 + 300)
     if r.returncode != 0:
         raise RuntimeError(f"measurement failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
@@ -136,17 +149,36 @@ def run_all(loads, seconds: float, repeats: int = 1, log=print) -> dict:
                     before = os.getloadavg()[0]
                     res = run_setting(threads, env_extra, seconds)
                     samples[label].append({"loadavg_1min_before": before, **res})
-                    log(f"{load} competing | {label:<38} | {res['images_per_second']:6.1f} img/s "
+                    log(
+                        f"{load} competing | {label:<38} | {res['images_per_second']:6.1f} img/s "
                         f"| {res['cpu_ms_per_image']:5.1f} CPU ms/img ({res['steps']} steps, load average "
-                        f"{before:.2f} before)")
+                        f"{before:.2f} before)"
+                    )
             for label, threads, env_extra in settings:
-                rows.append({"setting": label, "threads": threads, "env": env_extra, "competing": load,
-                             "samples": samples[label], **{key: statistics.median(x[key] for x in samples[label])
-                                                           for key in ("images_per_second", "cpu_ms_per_image")}})
+                rows.append(
+                    {
+                        "setting": label,
+                        "threads": threads,
+                        "env": env_extra,
+                        "competing": load,
+                        "samples": samples[label],
+                        **{
+                            key: statistics.median(x[key] for x in samples[label])
+                            for key in ("images_per_second", "cpu_ms_per_image")
+                        },
+                    }
+                )
         finally:
             stop_busy(busy)
-    return {"openmp_runtime": runtime, "cpu_count": os.cpu_count(), "seconds_per_sample": seconds, "repeats": repeats,
-            "rows": rows, "uptime_start": uptime_start, "python": sys.version.split()[0]}
+    return {
+        "openmp_runtime": runtime,
+        "cpu_count": os.cpu_count(),
+        "seconds_per_sample": seconds,
+        "repeats": repeats,
+        "rows": rows,
+        "uptime_start": uptime_start,
+        "python": sys.version.split()[0],
+    }
 
 
 def _uptime() -> str:

@@ -1,7 +1,8 @@
 """Images/s of the synth generator and of training each model (CPU; CUDA where present).
 
-    python -m fertrt.benchmarks.training_throughput [--steps 20] [--models lnlattennet,resnet18]
+python -m fertrt.benchmarks.training_throughput [--steps 20] [--models lnlattennet,resnet18]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,10 @@ def main(argv=None):
             if device == "cuda":
                 torch.cuda.synchronize()
             ips = args.steps * args.batch_size / (time.perf_counter() - t0)
-            print(f"train {name:<18} {device}: {ips:7.1f} img/s (batch {args.batch_size}, {pre.input_size[0]}x{pre.input_size[1]})", flush=True)
+            print(
+                f"train {name:<18} {device}: {ips:7.1f} img/s (batch {args.batch_size}, {pre.input_size[0]}x{pre.input_size[1]})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

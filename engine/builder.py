@@ -4,6 +4,7 @@ Only `make_plan`'s output decides anything; this module turns it into API calls 
 compat.py). Runs only where `tensorrt` imports; every call is held to the real bindings of each
 supported version by the `trt_api` tests, and run for real by the `trt` tests and `fertrt doctor`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,7 +51,9 @@ class EntropyCalibrator:
             def get_batch(self, names):
                 if self.images is None or self.next_index + self.batch_size > len(self.images):
                     return None
-                chunk = np.ascontiguousarray(self.images[self.next_index:self.next_index + self.batch_size], dtype=np.float32)
+                chunk = np.ascontiguousarray(
+                    self.images[self.next_index : self.next_index + self.batch_size], dtype=np.float32
+                )
                 cuda.copy_htod(self.device, chunk)
                 self.next_index += self.batch_size
                 return [int(self.device)]  # one image input
@@ -103,9 +106,11 @@ def parser_errors(parser) -> list[str]:
 def check_calibration_images(n_images: int, batch: int):
     """TensorRT calibrates in batches of the OPT batch and fails with a generic error when not one full batch exists."""
     if n_images < batch:
-        raise FertrtError(f"calibration data has {n_images} images, fewer than one calibration batch of {batch} "
-                          f"(the OPT batch of --batch): give at least {batch} images (--calib-size/--calib-data) "
-                          "or a smaller OPT batch")
+        raise FertrtError(
+            f"calibration data has {n_images} images, fewer than one calibration batch of {batch} "
+            f"(the OPT batch of --batch-profile): give at least {batch} images "
+            "(--calib-size/--calib-data) or a smaller OPT batch"
+        )
 
 
 @contextlib.contextmanager
@@ -134,8 +139,10 @@ def load_timing_cache(trt, config, path, log=print) -> tuple[object, bool]:
     if config.set_timing_cache(cache, ignore_mismatch=False):
         return cache, bool(blob)
     # a cache written on another GPU model, CUDA or TensorRT version is refused (we never ignore the mismatch)
-    log(f"note: --timing-cache {path} was written on another device or TensorRT version; TensorRT refused it, "
-        "so this build times its tactics from scratch")
+    log(
+        f"note: --timing-cache {path} was written on another device or TensorRT version; TensorRT refused it, "
+        "so this build times its tactics from scratch"
+    )
     cache = config.create_timing_cache(b"")
     if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         raise FertrtError("TensorRT refused an empty timing cache; rerun without --timing-cache")
@@ -155,8 +162,10 @@ def save_timing_cache(trt, config, path, log=print) -> bool:
         if p.is_file() and p.stat().st_size:
             existing = config.create_timing_cache(p.read_bytes())
             if existing is None or not cache.combine(existing, ignore_mismatch=False):
-                log(f"note: {path} holds timings of another device or TensorRT version; left as it was (not merged, "
-                    "not overwritten): delete it or pass another --timing-cache to keep this build's timings")
+                log(
+                    f"note: {path} holds timings of another device or TensorRT version; left as it was (not merged, "
+                    "not overwritten): delete it or pass another --timing-cache to keep this build's timings"
+                )
                 return False
         write_bytes_atomic(p, bytes(cache.serialize()))
     return True
@@ -165,8 +174,9 @@ def save_timing_cache(trt, config, path, log=print) -> bool:
 def _created(obj, what):
     """TensorRT's factories return None on failure (no device, out of memory): say which one."""
     if obj is None:
-        raise FertrtError(f"TensorRT could not create {what} "
-                          "(is the GPU usable? rerun with --verbose for TensorRT's log)")
+        raise FertrtError(
+            f"TensorRT could not create {what} (is the GPU usable? rerun with --verbose for TensorRT's log)"
+        )
     return obj
 
 
@@ -203,8 +213,10 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
         for name, s in plan.profile.items():
             profile.set_shape(name, tuple(s["min"]), tuple(s["opt"]), tuple(s["max"]))
         if config.add_optimization_profile(profile) < 0:  # -1: TensorRT found the profile invalid
-            raise FertrtError(f"TensorRT refused the optimization profile {plan.profile} (MIN <= OPT <= MAX per input, "
-                              "matching the model's input shape)")
+            raise FertrtError(
+                f"TensorRT refused the optimization profile {plan.profile} (MIN <= OPT <= MAX per input, "
+                "matching the model's input shape)"
+            )
     if plan.dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise FertrtError("--dla-core: this device has no DLA cores")
@@ -217,13 +229,17 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
         _, timing_cache_loaded = load_timing_cache(trt, config, plan.timing_cache, log=log)
     calibrator = None
     if plan.calibrator:
-        calibrator = EntropyCalibrator(trt, calib_images, plan.calibrator.get("cache"), plan.calibrator["batch"], cuda=cuda)
+        calibrator = EntropyCalibrator(
+            trt, calib_images, plan.calibrator.get("cache"), plan.calibrator["batch"], cuda=cuda
+        )
         config.int8_calibrator = calibrator
         if profile is not None and hasattr(config, "set_calibration_profile"):
             # calibrate at this profile's OPT shape (= the calibrator's batch)
             if not config.set_calibration_profile(profile):
                 calibrator.free()
-                raise FertrtError("TensorRT refused the calibration profile (the optimization profile of --batch)")
+                raise FertrtError(
+                    "TensorRT refused the calibration profile (the optimization profile of --batch-profile)"
+                )
     t0 = time.perf_counter()
     try:
         serialized = builder.build_serialized_network(network, config)
@@ -236,8 +252,12 @@ def build_engine(onnx_path, plan: BuildPlan, calib_images=None, log=print, cuda=
     log(f"[build] {build_s:.1f}s")
     timing_cache_saved = save_timing_cache(trt, config, plan.timing_cache, log=log) if plan.timing_cache else False
     data = bytes(serialized)
-    return data, {"build_seconds": build_s, "timing_cache_loaded": timing_cache_loaded, "timing_cache_saved": timing_cache_saved,
-                  "num_layers_network": network.num_layers}
+    return data, {
+        "build_seconds": build_s,
+        "timing_cache_loaded": timing_cache_loaded,
+        "timing_cache_saved": timing_cache_saved,
+        "num_layers_network": network.num_layers,
+    }
 
 
 def dla_layer_count(layers) -> int | None:
@@ -268,8 +288,10 @@ def inspect_layers(engine_bytes: bytes, version_compatible: bool = False, log=pr
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     dynamic = any(any(d < 0 for d in engine.get_tensor_shape(name)) for name in names)
     if context is None and dynamic:
-        log("note: TensorRT could not create an execution context (out of device memory?), so per-layer precisions "
-            "of this dynamic-shape engine are unknown")
+        log(
+            "note: TensorRT could not create an execution context (out of device memory?), so per-layer precisions "
+            "of this dynamic-shape engine are unknown"
+        )
     if context is not None and hasattr(inspector, "execution_context"):
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -290,6 +312,12 @@ def inspect_layers(engine_bytes: bytes, version_compatible: bool = False, log=pr
         precision = outputs[0].get("Format/Datatype") if outputs else None
         if precision is not None and "N/A" in str(precision):
             precision = None  # unknown, not a precision
-        layers.append({"name": layer.get("Name"), "type": layer.get("LayerType"), "tactic": layer.get("TacticName", layer.get("TacticValue")),
-                       "precision": precision})
+        layers.append(
+            {
+                "name": layer.get("Name"),
+                "type": layer.get("LayerType"),
+                "tactic": layer.get("TacticName", layer.get("TacticValue")),
+                "precision": precision,
+            }
+        )
     return layers

@@ -1,11 +1,12 @@
 """Build-once engine cache for `fertrt infer model.onnx --backend tensorrt`."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from fertrt.fileio import cache_dir
 
-from .commands import build
+from .build import build
 from .plan import BuildOptions
 
 

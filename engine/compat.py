@@ -32,16 +32,19 @@ the 10.x->11.x migration guide "Removed Python APIs and Replacements"):
 The `trt_api` tests (tests/test_trt_api.py) hold every name above to the real bindings of 8.6.1 and
 10.0.1 to 11.4 and write the version x name table in docs/tensorrt_api.md; 8.5 is checked from its docs.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from fertrt.errors import FertrtError
 
-INSTALL_HELP = ("TensorRT is not installed here. On a desktop GPU: `pip install tensorrt` (NVIDIA's wheels, CUDA 12/13) "
-                "plus `pip install pycuda` or `pip install cuda-python`; on Jetson, JetPack ships TensorRT "
-                "(`sudo apt install python3-libnvinfer` if the Python bindings are missing). "
-                "Everything up to the engine (export, fp16/int8 ONNX, compare) runs without it.")
+INSTALL_HELP = (
+    "TensorRT is not installed here. On a desktop GPU: `pip install tensorrt` (NVIDIA's wheels, CUDA 12/13) "
+    "plus `pip install pycuda` or `pip install cuda-python`; on Jetson, JetPack ships TensorRT "
+    "(`sudo apt install python3-libnvinfer` if the Python bindings are missing). "
+    "Everything up to the engine (export, fp16/int8 ONNX, compare) runs without it."
+)
 
 
 def _jetson_install_help() -> str:
@@ -102,7 +105,9 @@ def capabilities_of(trt) -> Capabilities:
         builder_opt_level=hasattr(cfg, "builder_optimization_level"),
         version_compatible=hasattr(flags, "VERSION_COMPATIBLE"),
         hardware_compat=hw_enum is not None and hasattr(cfg, "hardware_compatibility_level"),
-        hardware_compat_levels=tuple(n for n in ("NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY") if hasattr(hw_enum, n)),
+        hardware_compat_levels=tuple(
+            n for n in ("NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY") if hasattr(hw_enum, n)
+        ),
         timing_cache=hasattr(cfg, "create_timing_cache"),
         memory_pool=hasattr(cfg, "set_memory_pool_limit"),
         inspector=hasattr(trt.ICudaEngine, "create_engine_inspector"),
@@ -120,9 +125,11 @@ def require_supported(caps: Capabilities) -> Capabilities:
     """One clear message for a TensorRT older than 8.5 (an apt install on JetPack 5.0 can bring 8.4),
     whose Python API lacks the tensor calls the runtime and builder use."""
     if not caps.tensor_api:
-        raise FertrtError(f"TensorRT {caps.version} is too old for fertrt: it needs TensorRT {MIN_VERSION} or newer (JetPack 5.1+, "
-                          "or `pip install tensorrt` on a desktop GPU); this version lacks the tensor API "
-                          "(execute_async_v3, set_input_shape, set_tensor_address, num_io_tensors)")
+        raise FertrtError(
+            f"TensorRT {caps.version} is too old for fertrt: it needs TensorRT {MIN_VERSION} or newer (JetPack 5.1+, "
+            "or `pip install tensorrt` on a desktop GPU); this version lacks the tensor API "
+            "(execute_async_v3, set_input_shape, set_tensor_address, num_io_tensors)"
+        )
     return caps
 
 

@@ -8,12 +8,12 @@ times each with the bench harness. Writes doctor.json and doctor.md: one line pe
 
 The same functions (`engine_paths`, `check_engine`) are what the `trt` tests call on GPU hosts.
 """
+
 from __future__ import annotations
 
 import json
 import platform
 import shutil
-import subprocess
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -49,60 +49,25 @@ class EnginePath:
 
 
 # ---------------------------------------------------------------- environment
-def _run(cmd, timeout=5) -> str | None:
-    if not shutil.which(cmd[0]):
-        return None
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
-def _version_of(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-    except Exception:  # noqa: BLE001 - a broken install is reported as missing
-        return None
-    return str(getattr(mod, "__version__", "installed"))
-
-
-def environment() -> dict:
-    from fertrt import __version__
-
-    from .device import jetson_release
-
-    env = {"fertrt": __version__, "python": platform.python_version(), "machine": platform.machine(),
-           "numpy": np.__version__, "onnxruntime": _version_of("onnxruntime"), "onnx": _version_of("onnx"),
-           "tensorrt": _version_of("tensorrt"), "pycuda": _version_of("pycuda"), "cuda-python": _version_of("cuda"),
-           "jetson": jetson_release()}
-    smi = _run(["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"])
-    env["nvidia_smi"] = smi.splitlines()[0] if smi else None
-    env["nvcc"] = (_run(["nvcc", "--version"]) or "").splitlines()[-1:] or None
-    if env["jetson"]:
-        env["power_mode"] = _run(["nvpmodel", "-q"])
-        clocks = _run(["jetson_clocks", "--show"])
-        env["clocks"] = clocks.splitlines()[:3] if clocks else "unknown (jetson_clocks --show needs sudo)"
-    if env["tensorrt"]:
-        try:
-            from fertrt.runtime.trt_backend import cuda_api
-
-            env["gpu"] = cuda_api().device_info()
-            env["cuda_api"] = cuda_api().name
-        except FertrtError as exc:
-            env["gpu"], env["cuda_api"] = None, str(exc)
-    return env
-
-
 def environment_checks(env: dict) -> list[Check]:
     from fertrt.deps import install_help
 
     from .compat import INSTALL_HELP
 
-    checks = [Check("onnxruntime", "pass" if env["onnxruntime"] else "fail",
-                    env["onnxruntime"] or f"missing (the CPU reference). Install: {install_help('onnxruntime')}")]
-    checks.append(Check("onnx", "pass" if env["onnx"] else "fail",
-                        env["onnx"] or "missing: pip install onnx (build-engine reads the graph with it)"))
+    checks = [
+        Check(
+            "onnxruntime",
+            "pass" if env["onnxruntime"] else "fail",
+            env["onnxruntime"] or f"missing (the CPU reference). Install: {install_help('onnxruntime')}",
+        )
+    ]
+    checks.append(
+        Check(
+            "onnx",
+            "pass" if env["onnx"] else "fail",
+            env["onnx"] or "missing: pip install onnx (build-engine reads the graph with it)",
+        )
+    )
     if not env["tensorrt"]:
         checks.append(Check("tensorrt", "fail", f"missing. {INSTALL_HELP}"))
         return checks
@@ -114,9 +79,21 @@ def environment_checks(env: dict) -> list[Check]:
     except FertrtError as exc:
         checks.append(Check("tensorrt", "fail", str(exc)))
     if env.get("gpu"):
-        checks.append(Check("cuda", "pass", f"{env['gpu'].get('name')} (cc {env['gpu'].get('compute_capability')}) via {env['cuda_api']}"))
+        checks.append(
+            Check(
+                "cuda",
+                "pass",
+                f"{env['gpu'].get('name')} (cc {env['gpu'].get('compute_capability')}) via {env['cuda_api']}",
+            )
+        )
     else:
-        checks.append(Check("cuda", "fail", f"no usable CUDA device: {env.get('cuda_api')}; check nvidia-smi and install pycuda or cuda-python"))
+        checks.append(
+            Check(
+                "cuda",
+                "fail",
+                f"no usable CUDA device: {env.get('cuda_api')}; check nvidia-smi and install pycuda or cuda-python",
+            )
+        )
     return checks
 
 
@@ -133,16 +110,30 @@ def make_tiny_onnx(path, seed: int = 0) -> Path:
     b = rng.normal(0, 0.1, 16).astype(np.float32)
     fc = rng.normal(0, 0.5, (7, 16)).astype(np.float32)
     fcb = rng.normal(0, 0.1, 7).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
-             helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "fertrt_doctor_tiny",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, TINY_SIZE, TINY_SIZE])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7])],
-                              [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (fc, "fc"), (fcb, "fcb"))])
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fertrt_doctor_tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, TINY_SIZE, TINY_SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (fc, "fc"), (fcb, "fcb"))],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    pre = {"input_size": [TINY_SIZE, TINY_SIZE], "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "color_order": "RGB", "layout": "NCHW"}
+    pre = {
+        "input_size": [TINY_SIZE, TINY_SIZE],
+        "channels": 3,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "color_order": "RGB",
+        "layout": "NCHW",
+    }
     cfg = {"name": "doctor_tiny", "class_names": TINY_CLASSES, "preprocess": pre}
     set_metadata(model, build_metadata(cfg, checkpoint_sha256="none (made by fertrt doctor)", data_spec="random"))
     onnx.checker.check_model(model)
@@ -157,8 +148,12 @@ def tiny_inputs(n: int = N_COMPARE, seed: int = 1) -> np.ndarray:
 
 # The tiny model's graphs ship as package data (engine/data/), made by scripts/make_doctor_graphs.py on the
 # training side: doctor on a device needs neither ModelOpt nor torch nor onnx to have them.
-TINY_FILES = {"fp32": "doctor_tiny.onnx", "fp16": "doctor_tiny.fp16.onnx", "int8": "doctor_tiny.int8.onnx",
-              "calib_cache": "doctor_tiny.calib.cache"}
+TINY_FILES = {
+    "fp32": "doctor_tiny.onnx",
+    "fp16": "doctor_tiny.fp16.onnx",
+    "int8": "doctor_tiny.int8.onnx",
+    "calib_cache": "doctor_tiny.calib.cache",
+}
 TINY_DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -172,8 +167,13 @@ def make_tiny_variants(out: Path, log=print) -> dict[str, Path]:
     np.save(calib, tiny_inputs(128, seed=2))
     variants = {"fp32": fp32}
     variants["fp16"] = quantize_fp16(fp32, out / TINY_FILES["fp16"], force=True, log=log)
-    opts = Int8Options(calib=str(calib), calib_size=128, cache_dir=out / "calib",
-                       trt_cache=str(out / TINY_FILES["calib_cache"]), trt_version="8.6.1")
+    opts = Int8Options(
+        calib=str(calib),
+        calib_size=128,
+        cache_dir=out / "calib",
+        trt_cache=str(out / TINY_FILES["calib_cache"]),
+        trt_version="8.6.1",
+    )
     variants["int8"] = quantize_int8(fp32, out / TINY_FILES["int8"], opts, force=True, log=log)
     _make_reproducible(variants["int8"], out / TINY_FILES["calib_cache"])
     return variants
@@ -205,8 +205,10 @@ def tiny_variants(out: Path, log=print) -> dict[str, Path]:
     cache's header rewritten for the installed TensorRT (TensorRT ignores a cache made for another version)."""
     missing = [n for n in TINY_FILES.values() if not (TINY_DATA / n).is_file()]
     if missing:
-        raise FertrtError(f"{TINY_DATA}: the doctor's test graphs {', '.join(missing)} are missing from this fertrt "
-                          "install (reinstall fertrt; in a checkout, run scripts/make_doctor_graphs.py)")
+        raise FertrtError(
+            f"{TINY_DATA}: the doctor's test graphs {', '.join(missing)} are missing from this fertrt "
+            "install (reinstall fertrt; in a checkout, run scripts/make_doctor_graphs.py)"
+        )
     paths = {}
     for key, name in TINY_FILES.items():
         paths[key] = out / name
@@ -229,28 +231,66 @@ def engine_paths(caps, n_dla: int = 0) -> list[EnginePath]:
     """Every build path this TensorRT supports (feature-detected), FP32/FP16/INT8."""
     paths = [EnginePath("fp32", "fp32", "fp32", {"precision": "fp32"})]
     if caps.strongly_typed:
-        paths += [EnginePath("fp16 strongly typed (FP16 graph)", "fp16", "fp16", {"precision": "fp16"}),
-                  EnginePath("int8 strongly typed (Q/DQ graph)", "int8", "int8", {"precision": "int8"})]
+        paths += [
+            EnginePath("fp16 strongly typed (FP16 graph)", "fp16", "fp16", {"precision": "fp16"}),
+            EnginePath("int8 strongly typed (Q/DQ graph)", "int8", "int8", {"precision": "int8"}),
+        ]
     if caps.fp16_flag:
-        paths.append(EnginePath("fp16 weakly typed (builder flag)", "fp32", "fp16", {"precision": "fp16", "weakly_typed": caps.strongly_typed}))
+        paths.append(
+            EnginePath(
+                "fp16 weakly typed (builder flag)",
+                "fp32",
+                "fp16",
+                {"precision": "fp16", "weakly_typed": caps.strongly_typed},
+            )
+        )
     if caps.int8_flag:
-        paths.append(EnginePath("int8 weakly typed (Q/DQ graph + INT8 flag)", "int8", "int8", {"precision": "int8", "weakly_typed": caps.strongly_typed}))
+        paths.append(
+            EnginePath(
+                "int8 weakly typed (Q/DQ graph + INT8 flag)",
+                "int8",
+                "int8",
+                {"precision": "int8", "weakly_typed": caps.strongly_typed},
+            )
+        )
     if caps.calibrator and caps.int8_flag:
-        paths.append(EnginePath("int8 legacy calibrator (fertrt cache)", "fp32", "int8",
-                                {"precision": "int8", "legacy_int8": True, "calib_cache": "CALIB_CACHE"}))
+        paths.append(
+            EnginePath(
+                "int8 legacy calibrator (fertrt cache)",
+                "fp32",
+                "int8",
+                {"precision": "int8", "legacy_int8": True, "calib_cache": "CALIB_CACHE"},
+            )
+        )
     if n_dla and caps.fp16_flag:
-        paths.append(EnginePath("fp16 on DLA 0 (+GPU fallback)", "fp32", "fp16",
-                                {"precision": "fp16", "weakly_typed": caps.strongly_typed, "dla_core": 0, "gpu_fallback": True,
-                                 "batch": (1, 1, 1)}))  # DLA runs one fixed shape: MIN = OPT = MAX
+        paths.append(
+            EnginePath(
+                "fp16 on DLA 0 (+GPU fallback)",
+                "fp32",
+                "fp16",
+                {
+                    "precision": "fp16",
+                    "weakly_typed": caps.strongly_typed,
+                    "dla_core": 0,
+                    "gpu_fallback": True,
+                    "batch": (1, 1, 1),
+                },
+            )
+        )  # DLA runs one fixed shape: MIN = OPT = MAX
     return paths
 
 
 def agreement(reference: np.ndarray, logits: np.ndarray) -> dict:
-    return {"agreement": float((reference.argmax(1) == logits.argmax(1)).mean()),
-            "max_abs_diff": float(np.abs(reference.astype(np.float64) - logits).max()), "finite": bool(np.isfinite(logits).all())}
+    return {
+        "agreement": float((reference.argmax(1) == logits.argmax(1)).mean()),
+        "max_abs_diff": float(np.abs(reference.astype(np.float64) - logits).max()),
+        "finite": bool(np.isfinite(logits).all()),
+    }
 
 
-def check_engine(engine_path, precision: str, reference: np.ndarray, x: np.ndarray, modes=("plain",), seconds: float = 1.0) -> list[Check]:
+def check_engine(
+    engine_path, precision: str, reference: np.ndarray, x: np.ndarray, modes=("plain",), seconds: float = 1.0
+) -> list[Check]:
     """Run a built engine in each runtime mode, compare with the reference logits, time batch 1 and 8."""
     from fertrt.benchmarks.harness import latency_stats, time_fn
     from fertrt.runtime.runners import open_runner
@@ -262,17 +302,25 @@ def check_engine(engine_path, precision: str, reference: np.ndarray, x: np.ndarr
             kwargs = {"cuda_graph": mode == "cuda-graph", "zero_copy": mode == "zero-copy"}
             with open_runner(engine_path, backend="tensorrt", **kwargs) as runner:
                 step = min(8, getattr(runner, "max_batch", 8))  # a DLA engine runs batch 1 only
-                logits = np.concatenate([runner.infer(x[i:i + step]) for i in range(0, len(x), step)])
+                logits = np.concatenate([runner.infer(x[i : i + step]) for i in range(0, len(x), step)])
                 figures = agreement(reference, logits)
                 for b in sorted({1, step}):
                     xb = x[:b]
-                    figures[f"latency_ms_b{b}"] = latency_stats(time_fn(lambda: runner.infer(xb), warmup=10, seconds=seconds))
+                    figures[f"latency_ms_b{b}"] = latency_stats(
+                        time_fn(lambda: runner.infer(xb), warmup=10, seconds=seconds)
+                    )
                 if mode == "cuda-graph" and not runner.use_graph:
-                    checks.append(Check(name, "fail", "CUDA graph capture failed; the runner fell back to plain execution", figures))
+                    checks.append(
+                        Check(
+                            name, "fail", "CUDA graph capture failed; the runner fell back to plain execution", figures
+                        )
+                    )
                     continue
             ok = figures["finite"] and figures["agreement"] >= TOLERANCES[precision]
-            detail = (f"agreement {figures['agreement']:.3f} (needs >= {TOLERANCES[precision]}), max |diff| {figures['max_abs_diff']:.2e}, "
-                      f"p50 {figures['latency_ms_b1']['p50']:.3f} ms (batch 1), {figures[f'latency_ms_b{step}']['p50']:.3f} ms (batch {step})")
+            detail = (
+                f"agreement {figures['agreement']:.3f} (needs >= {TOLERANCES[precision]}), max |diff| {figures['max_abs_diff']:.2e}, "
+                f"p50 {figures['latency_ms_b1']['p50']:.3f} ms (batch 1), {figures[f'latency_ms_b{step}']['p50']:.3f} ms (batch {step})"
+            )
             checks.append(Check(name, "pass" if ok else "fail", detail, figures))
         except Exception as exc:  # noqa: BLE001 - every failure is reported per check, the doctor goes on
             checks.append(Check(name, "fail", _error(exc)))
@@ -301,13 +349,11 @@ def engine_checks(out: Path, variants: dict, log=print, seconds: float = 1.0) ->
 
     from fertrt.runtime.runners import OrtRunner
 
-    from .commands import build
+    from .build import build, dla_core_count
     from .compat import capabilities_of
-    from .plan import BuildOptions
+    from .plan import BuildOptions, dla_unavailable
 
     caps = capabilities_of(trt)
-    from .commands import dla_core_count
-    from .plan import dla_unavailable
 
     n_dla = dla_core_count(trt)
     no_dla = dla_unavailable(caps.version, platform.system(), platform.machine()) if n_dla else None
@@ -323,12 +369,20 @@ def engine_checks(out: Path, variants: dict, log=print, seconds: float = 1.0) ->
     if not cuda_python:
         checks.append(Check("cuda graphs", "n/a", "needs cuda-python (pip install cuda-python); pycuda cannot capture"))
     if not gpu.get("integrated"):
-        checks.append(Check("zero-copy", "n/a", "a discrete GPU: mapped host memory is only used on integrated GPUs (Jetson)"))
+        checks.append(
+            Check("zero-copy", "n/a", "a discrete GPU: mapped host memory is only used on integrated GPUs (Jetson)")
+        )
     if n_dla == 0 or no_dla:
         checks.append(Check("DLA", "n/a", no_dla or "this device has no DLA cores"))
         n_dla = 0
     if not caps.calibrator:
-        checks.append(Check("int8 legacy calibrator", "n/a", f"TensorRT {caps.version} has no implicit INT8 calibrator (removed in 11)"))
+        checks.append(
+            Check(
+                "int8 legacy calibrator",
+                "n/a",
+                f"TensorRT {caps.version} has no implicit INT8 calibrator (removed in 11)",
+            )
+        )
     for i, path in enumerate(engine_paths(caps, n_dla)):
         opts = dict(path.options)
         if opts.get("calib_cache") == "CALIB_CACHE":
@@ -336,8 +390,13 @@ def engine_checks(out: Path, variants: dict, log=print, seconds: float = 1.0) ->
         engine = out / f"engine{i}_{path.source}_{path.precision}.engine"
         t0 = time.perf_counter()
         try:
-            side = build(variants[path.source], engine, BuildOptions(**{"batch": (1, 8, 32), "timing_cache": str(out / "timing.cache"), **opts}),
-                         use_cache=False, log=lambda *a: None)
+            side = build(
+                variants[path.source],
+                engine,
+                BuildOptions(**{"batch": (1, 8, 32), "timing_cache": str(out / "timing.cache"), **opts}),
+                use_cache=False,
+                log=lambda *a: None,
+            )
         except Exception as exc:  # noqa: BLE001
             checks.append(Check(f"build {path.label}", "fail", _error(exc)))
             continue
@@ -356,6 +415,8 @@ def _gpu() -> dict:
 
 # ---------------------------------------------------------------- the command
 def run_doctor(out: Path, log=print, seconds: float = 1.0) -> dict:
+    from .device import environment
+
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     checks = environment_checks(env)
@@ -377,20 +438,37 @@ def run_doctor(out: Path, log=print, seconds: float = 1.0) -> dict:
                 with OrtRunner(variants[key]) as r:
                     fig = agreement(reference, r.infer(x))
                 status = "pass" if fig["finite"] and fig["agreement"] >= TOLERANCES[key] else "fail"
-                checks.append(Check(f"ONNX Runtime CPU: {key} graph vs fp32", status,
-                                    f"agreement {fig['agreement']:.3f} (needs >= {TOLERANCES[key]}), max |diff| {fig['max_abs_diff']:.2e}", fig))
+                checks.append(
+                    Check(
+                        f"ONNX Runtime CPU: {key} graph vs fp32",
+                        status,
+                        f"agreement {fig['agreement']:.3f} (needs >= {TOLERANCES[key]}), max |diff| {fig['max_abs_diff']:.2e}",
+                        fig,
+                    )
+                )
         except Exception as exc:  # noqa: BLE001
             checks.append(Check("ONNX Runtime CPU reference", "fail", _error(exc)))
-    trt_ok = any(c.name == "tensorrt" and c.status == "pass" for c in checks) and any(c.name == "cuda" and c.status == "pass" for c in checks)
+    trt_ok = any(c.name == "tensorrt" and c.status == "pass" for c in checks) and any(
+        c.name == "cuda" and c.status == "pass" for c in checks
+    )
     if trt_ok and variants:
         checks += engine_checks(out, variants, log=log, seconds=seconds)
     else:
-        why = "TensorRT and a CUDA device are needed (see the tensorrt/cuda lines)" if not trt_ok else "the tiny model could not be made"
+        why = (
+            "TensorRT and a CUDA device are needed (see the tensorrt/cuda lines)"
+            if not trt_ok
+            else "the tiny model could not be made"
+        )
         checks.append(Check("TensorRT engines (build, run, compare, time)", "n/a", why))
     failed = [c for c in checks if c.status == "fail"]
-    report = {"format": "fertrt-doctor-1", "environment": env, "checks": [asdict(c) for c in checks],
-              "passed": sum(c.status == "pass" for c in checks), "failed": len(failed),
-              "not_applicable": sum(c.status == "n/a" for c in checks)}
+    report = {
+        "format": "fertrt-doctor-1",
+        "environment": env,
+        "checks": [asdict(c) for c in checks],
+        "passed": sum(c.status == "pass" for c in checks),
+        "failed": len(failed),
+        "not_applicable": sum(c.status == "n/a" for c in checks),
+    }
     return report
 
 
@@ -423,8 +501,18 @@ def cmd_doctor(args):
     from fertrt.fileio import check_folder_outputs, make_output_dir
 
     make_output_dir(out, "folder for the doctor's report")  # a read-only or full place: exit 2 naming it
-    check_folder_outputs(out, ("doctor.json", "doctor.md", "doctor_tiny.onnx", "doctor_tiny.fp16.onnx", "doctor_tiny.int8.onnx",
-                               "doctor_tiny.calib.cache"), overwrite=args.force)
+    check_folder_outputs(
+        out,
+        (
+            "doctor.json",
+            "doctor.md",
+            "doctor_tiny.onnx",
+            "doctor_tiny.fp16.onnx",
+            "doctor_tiny.int8.onnx",
+            "doctor_tiny.calib.cache",
+        ),
+        overwrite=args.force,
+    )
     if args.seconds <= 0:
         raise FertrtError(f"--seconds {args.seconds}: expected a positive number")
     report = run_doctor(out, seconds=args.seconds)
@@ -432,6 +520,8 @@ def cmd_doctor(args):
     write_text_atomic(out / "doctor.md", report_markdown(report))
     for c in report["checks"]:
         print(f"{c['status']:>4}  {safe(c['name'])}: {safe(c['detail']).splitlines()[0] if c['detail'] else ''}")
-    print(f"{report['passed']} passed, {report['failed']} failed, {report['not_applicable']} not applicable; "
-          f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}")
+    print(
+        f"{report['passed']} passed, {report['failed']} failed, {report['not_applicable']} not applicable; "
+        f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}"
+    )
     return 1 if report["failed"] else 0

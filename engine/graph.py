@@ -1,4 +1,5 @@
 """Facts about an ONNX file the builder needs, read with onnx (no TensorRT)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,12 +27,16 @@ def external_data_files(onnx_path) -> list[str]:
             raise FertrtError(f"{onnx_path}: tensor {safe(tensor.name)!r} is stored externally but names no data file")
         target = (folder / location).resolve()
         if folder not in target.parents:
-            raise FertrtError(f"{onnx_path}: tensor {safe(tensor.name)!r} names the data file {safe(location)!r} "
-                              "outside the model's folder")
+            raise FertrtError(
+                f"{onnx_path}: tensor {safe(tensor.name)!r} names the data file {safe(location)!r} "
+                "outside the model's folder"
+            )
         if not target.is_file():
-            raise FertrtError(f"{onnx_path}: its weights are stored in the external data file {safe(location)!r}, "
-                              f"which is missing: keep {safe(location)} beside {Path(onnx_path).name} "
-                              f"(expected at {target})")
+            raise FertrtError(
+                f"{onnx_path}: its weights are stored in the external data file {safe(location)!r}, "
+                f"which is missing: keep {safe(location)} beside {Path(onnx_path).name} "
+                f"(expected at {target})"
+            )
         if location not in files:
             files.append(location)
     return files
@@ -55,7 +60,9 @@ def graph_info(path) -> tuple[GraphInfo, dict]:
         # the checker takes a path for models with external data (they may pass protobuf's 2 GB limit in memory)
         onnx.checker.check_model(str(path) if external else model)
     except Exception as exc:  # noqa: BLE001
-        raise FertrtError(f"{path}: not a valid ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise FertrtError(
+            f"{path}: not a valid ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -63,7 +70,9 @@ def graph_info(path) -> tuple[GraphInfo, dict]:
     dims = inputs[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
-        raise FertrtError(f"{path}: input {inputs[0].name!r} has shape {shape}; expected N x C x H x W with fixed C, H, W")
+        raise FertrtError(
+            f"{path}: input {inputs[0].name!r} has shape {shape}; expected N x C x H x W with fixed C, H, W"
+        )
     ops = {n.op_type for n in model.graph.node}
     if "QuantizeLinear" in ops:
         precision = "int8"

@@ -1,4 +1,5 @@
 """The `.engine.json` sidecar: everything needed to run, check and reproduce an engine."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,22 @@ def sidecar_path(engine_path) -> Path:
     return Path(str(engine_path) + ".json")
 
 
-def build_sidecar(*, trt_version, gpu: dict, jetson: dict | None, onnx_path, onnx_sha256, meta: dict, plan, opts, io: dict,
-                  build: dict, layers=None, trtexec: str = "", cache_key: str = "") -> dict:
+def build_sidecar(
+    *,
+    trt_version,
+    gpu: dict,
+    jetson: dict | None,
+    onnx_path,
+    onnx_sha256,
+    meta: dict,
+    plan,
+    opts,
+    io: dict,
+    build: dict,
+    layers=None,
+    trtexec: str = "",
+    cache_key: str = "",
+) -> dict:
     precisions = {}
     for layer in layers or []:
         if layer.get("precision"):
@@ -26,8 +41,13 @@ def build_sidecar(*, trt_version, gpu: dict, jetson: dict | None, onnx_path, onn
         "tensorrt_version": trt_version,
         "gpu": gpu,
         "jetson": jetson,
-        "precision": {"requested": opts.precision, "strongly_typed": plan.strongly_typed, "builder_flags": plan.builder_flags,
-                      "graph": meta.get("precision", "fp32"), "layer_precisions": precisions},
+        "precision": {
+            "requested": opts.precision,
+            "strongly_typed": plan.strongly_typed,
+            "builder_flags": plan.builder_flags,
+            "graph": meta.get("precision", "fp32"),
+            "layer_precisions": precisions,
+        },
         "io": io,
         "profile": plan.profile,
         "class_names": meta.get("class_names"),
@@ -50,8 +70,10 @@ def build_sidecar(*, trt_version, gpu: dict, jetson: dict | None, onnx_path, onn
 def read_sidecar(engine_path) -> dict:
     p = sidecar_path(engine_path)
     if not p.is_file():
-        raise FertrtError(f"{engine_path}: no sidecar {p.name} beside it; engines built outside fertrt lack labels and "
-                          f"preprocessing: rebuild with `fertrt build-engine MODEL.onnx -o {Path(engine_path).name}`")
+        raise FertrtError(
+            f"{engine_path}: no sidecar {p.name} beside it; engines built outside fertrt lack labels and "
+            f"preprocessing: rebuild with `fertrt build-engine MODEL.onnx -o {Path(engine_path).name}`"
+        )
     try:
         data = json.loads(p.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -63,17 +85,28 @@ def read_sidecar(engine_path) -> dict:
         raise FertrtError(f"{p}: not a fertrt engine sidecar (format {fmt!r}, expected {SIDECAR_FORMAT!r})")
     problems = _shape_problems(data)
     if problems:
-        raise FertrtError(f"{p}: a damaged or hand-edited sidecar: " + "; ".join(problems) +
-                          ". Rebuild the engine with `fertrt build-engine` to rewrite it")
+        raise FertrtError(
+            f"{p}: a damaged or hand-edited sidecar: "
+            + "; ".join(problems)
+            + ". Rebuild the engine with `fertrt build-engine` to rewrite it"
+        )
     return data
 
 
 # key -> (allowed types, required): what every reader of a sidecar relies on
 _FIELDS = {
-    "tensorrt_version": ((str,), True), "gpu": ((dict,), True), "jetson": ((dict, type(None)), False),
-    "class_names": ((list,), True), "preprocess": ((dict,), True), "precision": ((dict,), True),
-    "profile": ((dict, type(None)), False), "build_options": ((dict,), True), "layers": ((list, type(None)), False),
-    "io": ((dict,), False), "explain_outputs": ((list,), False), "timing_cache": ((dict,), False),
+    "tensorrt_version": ((str,), True),
+    "gpu": ((dict,), True),
+    "jetson": ((dict, type(None)), False),
+    "class_names": ((list,), True),
+    "preprocess": ((dict,), True),
+    "precision": ((dict,), True),
+    "profile": ((dict, type(None)), False),
+    "build_options": ((dict,), True),
+    "layers": ((list, type(None)), False),
+    "io": ((dict,), False),
+    "explain_outputs": ((list,), False),
+    "timing_cache": ((dict,), False),
 }
 
 
@@ -118,12 +151,16 @@ def version_compatible_problem(built: str | None, here: str | None) -> str | Non
     if b[:2] < (8, 6):
         return f"built with TensorRT {built}, which cannot make version-compatible engines (8.6+ can); rebuild it"
     if h < b:
-        return (f"built version-compatible with TensorRT {built}, this machine has the older {here} "
-                "(version-compatible engines run only on the same or a newer TensorRT)")
+        return (
+            f"built version-compatible with TensorRT {built}, this machine has the older {here} "
+            "(version-compatible engines run only on the same or a newer TensorRT)"
+        )
     if b[0] != h[0] and (b[0], h[0]) not in CROSS_MAJOR_PAIRS:
         pairs = ", ".join(f"{x}.x engines on {y}.x" for x, y in sorted(CROSS_MAJOR_PAIRS))
-        return (f"built version-compatible with TensorRT {built}, this machine has {here}: TensorRT supports "
-                f"version-compatible engines across major versions only for {pairs}, not {b[0]}.x on {h[0]}.x")
+        return (
+            f"built version-compatible with TensorRT {built}, this machine has {here}: TensorRT supports "
+            f"version-compatible engines across major versions only for {pairs}, not {b[0]}.x on {h[0]}.x"
+        )
     return None
 
 
@@ -140,8 +177,10 @@ def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) ->
         if problem:
             problems.append(problem)
     elif trt_version != built:
-        problems.append(f"built with TensorRT {built}, this machine has {trt_version} "
-                        "(engines are not portable between TensorRT versions)")
+        problems.append(
+            f"built with TensorRT {built}, this machine has {trt_version} "
+            "(engines are not portable between TensorRT versions)"
+        )
     built_gpu = sidecar.get("gpu") or {}
     if gpu and built_gpu:
         hw = opts.get("hardware_compat")
@@ -151,8 +190,12 @@ def compatibility_problems(sidecar: dict, trt_version: str | None, gpu: dict) ->
                 problems.append(f"built Ampere+-compatible, this GPU has compute capability {cc}")
         elif hw == "same-cc":
             if gpu.get("compute_capability") != built_gpu.get("compute_capability"):
-                problems.append(f"built for compute capability {built_gpu.get('compute_capability')}, this GPU has {gpu.get('compute_capability')}")
+                problems.append(
+                    f"built for compute capability {built_gpu.get('compute_capability')}, this GPU has {gpu.get('compute_capability')}"
+                )
         elif gpu.get("name") != built_gpu.get("name"):
-            problems.append(f"built on {built_gpu.get('name')} (cc {built_gpu.get('compute_capability')}), this GPU is "
-                            f"{gpu.get('name')} (cc {gpu.get('compute_capability')}); engines are tuned per GPU model")
+            problems.append(
+                f"built on {built_gpu.get('name')} (cc {built_gpu.get('compute_capability')}), this GPU is "
+                f"{gpu.get('name')} (cc {gpu.get('compute_capability')}); engines are tuned per GPU model"
+            )
     return problems

@@ -1,4 +1,5 @@
 """Handlers of `fertrt export` and `fertrt quantize`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,16 @@ from fertrt.errors import FertrtError
 def cmd_export(args):
     from .onnx_export import ExportOptions, export_checkpoint
 
-    opts = ExportOptions(opset=args.opset, batch=args.batch, simplify=not args.no_simplify, explain=args.explain,
-                         verify=not args.no_verify, verify_samples=args.verify_samples, atol=args.atol, force=args.force)
+    opts = ExportOptions(
+        opset=args.opset,
+        batch=args.static_batch,
+        simplify=not args.no_simplify,
+        explain=args.explain,
+        verify=not args.no_verify,
+        verify_samples=args.verify_samples,
+        atol=args.atol,
+        force=args.force,
+    )
     export_checkpoint(args.checkpoint, args.output, opts)
     return 0
 
@@ -26,8 +35,15 @@ def cmd_quantize(args):
             from fertrt.fileio import check_output
 
             check_output(args.output, overwrite=args.force, inputs=(args.model,), option="-o/--output")
-        run_sensitivity(args.model, opts, eval_data=args.eval_data, eval_size=args.eval_size, max_drop=args.max_drop,
-                        report_path=args.output, force=args.force)
+        run_sensitivity(
+            args.model,
+            opts,
+            eval_data=args.eval_data,
+            eval_size=args.eval_size,
+            max_drop=args.max_drop,
+            report_path=args.output,
+            force=args.force,
+        )
         return 0
     if not args.output:
         raise FertrtError("-o/--output is required (the quantized ONNX file to write)")
@@ -46,20 +62,34 @@ def _op_types(text: str) -> tuple:
 
     ops = tuple(x.strip() for x in text.split(","))
     if not all(ops):
-        raise FertrtError(f"--keep-fp32 {text!r}: an empty item; expected comma-separated ONNX op types, e.g. Softmax,ReduceMean")
+        raise FertrtError(
+            f"--keep-fp32 {text!r}: an empty item; expected comma-separated ONNX op types, e.g. Softmax,ReduceMean"
+        )
     unknown = [op for op in ops if not onnx.defs.has(op)]
     if unknown:
-        raise FertrtError(f"--keep-fp32 {text!r}: {', '.join(unknown)} is not an ONNX op type (names are case-sensitive, "
-                          "e.g. Softmax, ReduceMean)")
+        raise FertrtError(
+            f"--keep-fp32 {text!r}: {', '.join(unknown)} is not an ONNX op type (names are case-sensitive, "
+            "e.g. Softmax, ReduceMean)"
+        )
     return ops
 
 
 def _int8_opts(args):
     from .quantize import Int8Options
 
-    return Int8Options(calib=args.calib_data or "", calib_size=args.calib_size, method=args.calib_method,
-                       percentile=args.percentile, exclude=tuple(args.exclude), quantize_add=args.quantize_add,
-                       keep_classifier=args.keep_classifier, seed=args.seed,
-                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, trt_cache=args.trt_cache,
-                       trt_version=args.trt_version, target=args.target, fp32_rest=args.int8_fp32_rest,
-                       scales_from=args.calib_cache)
+    return Int8Options(
+        calib=args.calib_data or "",
+        calib_size=args.calib_size,
+        method=args.calib_method,
+        percentile=args.percentile,
+        exclude=tuple(args.exclude),
+        quantize_add=args.quantize_add,
+        keep_classifier=args.keep_classifier,
+        seed=args.seed,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        trt_cache=args.trt_cache,
+        trt_version=args.trt_version,
+        target=args.target,
+        fp32_rest=args.int8_fp32_rest,
+        scales_from=args.calib_cache,
+    )

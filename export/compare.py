@@ -1,5 +1,6 @@
 """`fertrt compare`: one comparator for every pair of models (checkpoint, FP32/FP16/INT8 ONNX,
 TensorRT engines), built on the runtime's runner interface."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,7 +48,9 @@ def compare_models(paths, data_spec=None, split="test", limit=None, batch_size=6
             raise FertrtError(f"{paths[0]}: no data spec in its metadata; pass --data")
         for r in runners[1:]:
             if tuple(r.class_names) != tuple(ref.class_names):
-                raise FertrtError(f"{r.path}: classes {list(r.class_names)} differ from {ref.path}'s {list(ref.class_names)}")
+                raise FertrtError(
+                    f"{r.path}: classes {list(r.class_names)} differ from {ref.path}'s {list(ref.class_names)}"
+                )
         images, labels, class_names, skipped = load_eval_images(spec, ref.preprocess, split, limit)
         if tuple(class_names) != tuple(ref.class_names):
             raise FertrtError(f"data {spec!r} has classes {list(class_names)}, the models {list(ref.class_names)}")
@@ -60,21 +63,41 @@ def compare_models(paths, data_spec=None, split="test", limit=None, batch_size=6
                 inputs[key] = preprocess(images, r.preprocess)
             logits = run_batched(r, inputs[key], batch_size).astype(np.float64)
             pred = logits.argmax(1)
-            row = {"model": str(r.path), "backend": r.backend, "precision": r.precision, "n": len(labels),
-                   "finite": bool(np.isfinite(logits).all())}
+            row = {
+                "model": str(r.path),
+                "backend": r.backend,
+                "precision": r.precision,
+                "n": len(labels),
+                "finite": bool(np.isfinite(logits).all()),
+            }
             row.update({k: v for k, v in summarize(labels, pred, class_names).items() if k != "confusion"})
             if ref_logits is None:
                 ref_logits = logits
                 row.update({"agreement": 1.0, "max_abs_diff": 0.0, "mean_abs_diff": 0.0, "p99_abs_diff": 0.0})
             else:
                 diff = np.abs(logits - ref_logits)
-                row.update({"agreement": float((pred == ref_logits.argmax(1)).mean()), "max_abs_diff": float(np.nanmax(diff)),
-                            "mean_abs_diff": float(np.nanmean(diff)), "p99_abs_diff": float(np.nanpercentile(diff, 99))})
+                row.update(
+                    {
+                        "agreement": float((pred == ref_logits.argmax(1)).mean()),
+                        "max_abs_diff": float(np.nanmax(diff)),
+                        "mean_abs_diff": float(np.nanmean(diff)),
+                        "p99_abs_diff": float(np.nanpercentile(diff, 99)),
+                    }
+                )
                 row["accuracy_delta"] = row["accuracy"] - results[0]["accuracy"]
-                row["per_class_delta"] = {c: row["per_class_accuracy"].get(c, 0.0) - results[0]["per_class_accuracy"].get(c, 0.0)
-                                          for c in results[0]["per_class_accuracy"]}
+                row["per_class_delta"] = {
+                    c: row["per_class_accuracy"].get(c, 0.0) - results[0]["per_class_accuracy"].get(c, 0.0)
+                    for c in results[0]["per_class_accuracy"]
+                }
             results.append(row)
-        return {"data_spec": spec, "split": split, "n": len(labels), "skipped_images": skipped, "reference": str(ref.path), "models": results}
+        return {
+            "data_spec": spec,
+            "split": split,
+            "n": len(labels),
+            "skipped_images": skipped,
+            "reference": str(ref.path),
+            "models": results,
+        }
     finally:
         for r in runners:
             r.close()
@@ -82,10 +105,15 @@ def compare_models(paths, data_spec=None, split="test", limit=None, batch_size=6
 
 def format_table(report: dict) -> str:
     head = f"{'model':<34} {'backend':<12} {'prec':<5} {'acc':>7} {'F1':>7} {'agree':>8} {'max|d|':>9} {'mean|d|':>9}  finite"
-    lines = [f"{report['n']} images of {safe(report['data_spec'])} [{report['split']}], reference {safe(Path(report['reference']).name)}", head]
+    lines = [
+        f"{report['n']} images of {safe(report['data_spec'])} [{report['split']}], reference {safe(Path(report['reference']).name)}",
+        head,
+    ]
     for r in report["models"]:
-        lines.append(f"{safe(Path(r['model']).name)[:34]:<34} {safe(r['backend']):<12} {safe(r['precision']):<5} {r['accuracy'] * 100:>6.2f}% "
-                     f"{r['macro_f1'] * 100:>6.2f}% {r['agreement'] * 100:>7.2f}% {r['max_abs_diff']:>9.2e} {r['mean_abs_diff']:>9.2e}  {r['finite']}")
+        lines.append(
+            f"{safe(Path(r['model']).name)[:34]:<34} {safe(r['backend']):<12} {safe(r['precision']):<5} {r['accuracy'] * 100:>6.2f}% "
+            f"{r['macro_f1'] * 100:>6.2f}% {r['agreement'] * 100:>7.2f}% {r['max_abs_diff']:>9.2e} {r['mean_abs_diff']:>9.2e}  {r['finite']}"
+        )
     return "\n".join(lines)
 
 
@@ -97,7 +125,10 @@ def cmd_compare(args):
     if len(report["models"]) > 1:
         print("per-class accuracy deltas vs the reference (points):")
         for r in report["models"][1:]:
-            print(f"  {safe(Path(r['model']).name)}: " + "  ".join(f"{safe(c)} {d * 100:+.1f}" for c, d in r["per_class_delta"].items()))
+            print(
+                f"  {safe(Path(r['model']).name)}: "
+                + "  ".join(f"{safe(c)} {d * 100:+.1f}" for c, d in r["per_class_delta"].items())
+            )
     if args.output:
         write_json_atomic(args.output, report, overwrite=args.force, inputs=args.models)
         print(f"wrote {args.output}")

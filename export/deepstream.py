@@ -22,6 +22,7 @@ writes are the device's. Every key is checked against DeepStream's own key lists
 (deepstream_nvinfer_keys.json, deepstream_nvinferserver_fields.json, deepstream_app_keys.json, each with its source
 addresses and the DeepStream version) before anything is written.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -50,8 +51,16 @@ SERVER_FORMAT = {"RGB": "IMAGE_FORMAT_RGB", "BGR": "IMAGE_FORMAT_BGR", "GRAY": "
 BILINEAR = 1  # NvBufSurfTransformInter_Bilinear: the GPU default is nearest, which aliases small face crops
 STOCK_PARSER_LIB = "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so"
 SSD_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
-FILES = ("fer.onnx", "labels.txt", "labels_face.txt", "config_infer_secondary_fer.txt", "config_triton_fer.txt",
-         "config_triton_face_detector.txt", "deepstream_app_fer.txt", "pipeline.md")
+FILES = (
+    "fer.onnx",
+    "labels.txt",
+    "labels_face.txt",
+    "config_infer_secondary_fer.txt",
+    "config_triton_fer.txt",
+    "config_triton_face_detector.txt",
+    "deepstream_app_fer.txt",
+    "pipeline.md",
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,13 @@ class DeepStreamOptions:
         if not Path(self.triton_repo).is_absolute() and ".." in Path(self.triton_repo).parts:
             raise FertrtError(f"--triton-repo {safe(self.triton_repo)}: a relative path must stay inside -o (no '..')")
         if not self.triton_repo or "\n" in self.triton_repo or '"' in self.triton_repo:
-            raise FertrtError(f"--triton-repo {safe(self.triton_repo)!r}: expected a folder path without quotes or "
-                              "newlines")
+            raise FertrtError(
+                f"--triton-repo {safe(self.triton_repo)!r}: expected a folder path without quotes or newlines"
+            )
 
 
 # ---------------------------------------------------------------- the model: metadata -> DeepStream numbers
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -99,18 +110,29 @@ def model_info(meta: dict, source) -> ModelInfo:
     try:
         pre = PreprocessConfig.from_dict(meta["preprocess"])
     except KeyError:
-        raise FertrtError(f"{source}: has no fertrt metadata (preprocess missing); export it with "
-                          "`fertrt export`") from None
+        raise FertrtError(
+            f"{source}: has no fertrt metadata (preprocess missing); export it with `fertrt export`"
+        ) from None
     except (TypeError, ValueError, FertrtError) as exc:
         raise FertrtError(f"{source}: its fertrt metadata is malformed ({safe(exc)})") from None
     check_metadata(source, meta, pre)
     bad = [n for n in meta["class_names"] if ";" in n or "\n" in n or "\r" in n]
     if bad:
-        raise FertrtError(f"{source}: class names {safe_list(bad)} contain ';' or a line break, which nvinfer's labels "
-                          "file uses as separators")
+        raise FertrtError(
+            f"{source}: class names {safe_list(bad)} contain ';' or a line break, which nvinfer's labels "
+            "file uses as separators"
+        )
     order = "GRAY" if pre.channels == 1 else pre.color_order
-    return ModelInfo(tuple(meta["class_names"]), pre.channels, tuple(pre.input_size), order, pre.mean, pre.std,
-                     str(meta.get("precision", "fp32")), None)
+    return ModelInfo(
+        tuple(meta["class_names"]),
+        pre.channels,
+        tuple(pre.input_size),
+        order,
+        pre.mean,
+        pre.std,
+        str(meta.get("precision", "fp32")),
+        None,
+    )
 
 
 def _uniform(values, rel=1e-6) -> bool:
@@ -142,6 +164,7 @@ def simulate_nvinfer(images_hwc: np.ndarray, color_format: int, scale: float, of
 
 
 # ---------------------------------------------------------------- the graph nvinfer builds
+
 
 def deepstream_graph(model, fold: tuple | None, softmax: bool = True):
     """fertrt's classifier graph -> the graph DeepStream runs: inputs multiplied by `fold` per channel (when
@@ -185,8 +208,9 @@ def _append_softmax(graph):
     dims = logits.type.tensor_type.shape.dim
     src = "logits"
     if logits.type.tensor_type.elem_type != TensorProto.FLOAT:
-        graph.node.append(helper.make_node("Cast", ["logits"], ["fertrt_ds_logits_fp32"], to=TensorProto.FLOAT,
-                                           name="fertrt_ds_cast"))
+        graph.node.append(
+            helper.make_node("Cast", ["logits"], ["fertrt_ds_logits_fp32"], to=TensorProto.FLOAT, name="fertrt_ds_cast")
+        )
         src = "fertrt_ds_logits_fp32"
     graph.node.append(helper.make_node("Softmax", [src], ["probabilities"], axis=1, name="fertrt_ds_softmax"))
     shape = [(d.dim_param or d.dim_value or None) for d in dims] if len(dims) == 2 else ["batch", None]
@@ -224,8 +248,17 @@ def verification_crops(n: int, size) -> np.ndarray:
     return np.concatenate([prepare_images(list(imgs), PreprocessConfig(input_size=size)), noise])
 
 
-def verify_graph(original_bytes: bytes, candidate_bytes: bytes, info: ModelInfo, scale: float, offsets,
-                 color_format: int, samples: int, atol: float, output: str = "probabilities") -> dict:
+def verify_graph(
+    original_bytes: bytes,
+    candidate_bytes: bytes,
+    info: ModelInfo,
+    scale: float,
+    offsets,
+    color_format: int,
+    samples: int,
+    atol: float,
+    output: str = "probabilities",
+) -> dict:
     """ONNX Runtime: fertrt's preprocessing + the original graph + softmax vs the config's nvinfer
     preprocessing + the rewritten graph (softmax applied here when its output is `logits`), on seeded random
     crops. -> figures; FertrtError beyond atol or below 100 % top-1 agreement."""
@@ -236,8 +269,13 @@ def verify_graph(original_bytes: bytes, candidate_bytes: bytes, info: ModelInfo,
 
     h, w = info.input_size
     crops = verification_crops(samples, (h, w))
-    pre = PreprocessConfig(input_size=(h, w), channels=info.channels, mean=info.mean, std=info.std,
-                           color_order=info.color_order if info.channels == 3 else "GRAY")
+    pre = PreprocessConfig(
+        input_size=(h, w),
+        channels=info.channels,
+        mean=info.mean,
+        std=info.std,
+        color_order=info.color_order if info.channels == 3 else "GRAY",
+    )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     ref_sess = ort.InferenceSession(original_bytes, opts, providers=["CPUExecutionProvider"])
@@ -248,7 +286,7 @@ def verify_graph(original_bytes: bytes, candidate_bytes: bytes, info: ModelInfo,
         raise FertrtError(f"--verify-samples {samples}: fewer than the graph's fixed batch {step}")
     ref, got = [], []
     for i in range(0, samples - samples % step, step):
-        chunk = crops[i:i + step]
+        chunk = crops[i : i + step]
         ref.append(ref_sess.run(["logits"], {ref_sess.get_inputs()[0].name: normalize(chunk, pre)})[0])
         x = simulate_nvinfer(chunk, color_format, scale, offsets)
         got.append(new_sess.run([output], {new_sess.get_inputs()[0].name: x})[0])
@@ -256,17 +294,23 @@ def verify_graph(original_bytes: bytes, candidate_bytes: bytes, info: ModelInfo,
     got_p = np.concatenate(got).astype(np.float64)
     if output != "probabilities":
         got_p = softmax(got_p, axis=1)
-    report = {"n": int(len(ref_p)), "max_abs_diff": float(np.abs(ref_p - got_p).max()),
-              "top1_agreement": float((ref_p.argmax(1) == got_p.argmax(1)).mean()),
-              "finite": bool(np.isfinite(got_p).all())}
+    report = {
+        "n": int(len(ref_p)),
+        "max_abs_diff": float(np.abs(ref_p - got_p).max()),
+        "top1_agreement": float((ref_p.argmax(1) == got_p.argmax(1)).mean()),
+        "finite": bool(np.isfinite(got_p).all()),
+    }
     if not report["finite"] or report["max_abs_diff"] > atol or report["top1_agreement"] < 1.0:
-        raise FertrtError(f"the rewritten graph differs from fertrt's own preprocessing + model on ONNX Runtime "
-                          f"(max |diff| {report['max_abs_diff']:.2e} > {atol:g} or agreement "
-                          f"{report['top1_agreement'] * 100:.2f}% < 100%); nothing written")
+        raise FertrtError(
+            f"the rewritten graph differs from fertrt's own preprocessing + model on ONNX Runtime "
+            f"(max |diff| {report['max_abs_diff']:.2e} > {atol:g} or agreement "
+            f"{report['top1_agreement'] * 100:.2f}% < 100%); nothing written"
+        )
     return report
 
 
 # ---------------------------------------------------------------- nvinfer (GKeyFile INI)
+
 
 @lru_cache(maxsize=None)
 def nvinfer_keys() -> dict:
@@ -308,8 +352,9 @@ def _scalar_problem(key: str, text: str, spec: dict) -> str | None:
 def nvinfer_problems(text: str) -> list[str]:
     """Every way an nvinfer config text departs from DeepStream's documented [property] keys: unknown or
     legacy keys, values of the wrong type or out of the documented range, lists of the wrong length."""
-    parser = configparser.ConfigParser(delimiters=("=",), comment_prefixes=("#",), interpolation=None, strict=True,
-                                       empty_lines_in_values=False)
+    parser = configparser.ConfigParser(
+        delimiters=("=",), comment_prefixes=("#",), interpolation=None, strict=True, empty_lines_in_values=False
+    )
     parser.optionxform = str  # GKeyFile keys are case-sensitive
     try:
         parser.read_string(text)
@@ -360,8 +405,18 @@ def nvinfer_text(props: list, comment: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nvinfer_config(info: ModelInfo, opts: DeepStreamOptions, *, batch: int, scale: float, offsets, fold,
-                   engine_name: str, onnx_name: str | None, calib_name: str | None) -> str:
+def nvinfer_config(
+    info: ModelInfo,
+    opts: DeepStreamOptions,
+    *,
+    batch: int,
+    scale: float,
+    offsets,
+    fold,
+    engine_name: str,
+    onnx_name: str | None,
+    calib_name: str | None,
+) -> str:
     mode = NETWORK_MODE.get(info.precision, 0)
     h, w = info.input_size
     props = [
@@ -371,30 +426,46 @@ def nvinfer_config(info: ModelInfo, opts: DeepStreamOptions, *, batch: int, scal
         ("operate-on-gie-id", opts.detector_gie_id, None),
         ("operate-on-class-ids", [opts.face_class_id], None),
         ("network-type", 1, "classifier"),
-        ("classifier-threshold", float(opts.classifier_threshold),
-         "probabilities at or below it give no label (0: the top class always, as `fertrt infer` reports)"),
+        (
+            "classifier-threshold",
+            float(opts.classifier_threshold),
+            "probabilities at or below it give no label (0: the top class always, as `fertrt infer` reports)",
+        ),
         ("batch-size", batch, None),
         ("network-mode", mode, f"0 FP32, 1 INT8, 2 FP16: the model's precision ({info.precision})"),
         ("infer-dims", [info.channels, h, w], "C;H;W"),
         ("model-color-format", COLOR_FORMAT[info.color_order], f"0 RGB, 1 BGR, 2 GRAY: the model's {info.color_order}"),
-        ("net-scale-factor", scale, "y = net-scale-factor * (x - offsets), x in 0..255: fertrt's (x/255 - mean) / std"
-         + (" with the per-channel 1/std folded into fer.onnx" if fold else "")),
+        (
+            "net-scale-factor",
+            scale,
+            "y = net-scale-factor * (x - offsets), x in 0..255: fertrt's (x/255 - mean) / std"
+            + (" with the per-channel 1/std folded into fer.onnx" if fold else ""),
+        ),
         ("offsets", list(offsets), "255 * mean"),
         ("maintain-aspect-ratio", 0, "fertrt resizes face crops to the input size without padding"),
         ("scaling-filter", BILINEAR, "bilinear: the GPU default is nearest"),
     ]
     if onnx_name:
         props.append(("onnx-file", onnx_name, None))
-    props.append(("model-engine-file", engine_name,
-                  "nvinfer builds this file from onnx-file on first start when it is missing or stale" if onnx_name
-                  else "the engine fertrt build-engine made (TensorRT and GPU must match this device)"))
+    props.append(
+        (
+            "model-engine-file",
+            engine_name,
+            "nvinfer builds this file from onnx-file on first start when it is missing or stale"
+            if onnx_name
+            else "the engine fertrt build-engine made (TensorRT and GPU must match this device)",
+        )
+    )
     if calib_name:
-        props.append(("int8-calib-file", calib_name,
-                      "activation scales from fertrt quantize (TensorRT calibration cache)"))
+        props.append(
+            ("int8-calib-file", calib_name, "activation scales from fertrt quantize (TensorRT calibration cache)")
+        )
     props += [("labelfile-path", "labels.txt", None), ("output-blob-names", ["probabilities"], None)]
-    header = ("Gst-nvinfer secondary classifier for a fertrt FER model, written by `fertrt export-deepstream`.\n"
-              "Keys checked against DeepStream 9.1's documented [property] keys\n"
-              "(fertrt export/data/deepstream_nvinfer_keys.json).")
+    header = (
+        "Gst-nvinfer secondary classifier for a fertrt FER model, written by `fertrt export-deepstream`.\n"
+        "Keys checked against DeepStream 9.1's documented [property] keys\n"
+        "(fertrt export/data/deepstream_nvinfer_keys.json)."
+    )
     text = nvinfer_text(props, header)
     problems = nvinfer_problems(text)
     if problems:  # a bug in this module, never the user's input
@@ -404,8 +475,17 @@ def nvinfer_config(info: ModelInfo, opts: DeepStreamOptions, *, batch: int, scal
 
 # ---------------------------------------------------------------- nvinferserver (protobuf text)
 
-_SCALARS = {"double": 1, "float": 2, "int64": 3, "uint64": 4, "int32": 5, "bool": 8, "string": 9, "bytes": 12,
-            "uint32": 13}  # FieldDescriptorProto.Type numbers
+_SCALARS = {
+    "double": 1,
+    "float": 2,
+    "int64": 3,
+    "uint64": 4,
+    "int32": 5,
+    "bool": 8,
+    "string": 9,
+    "bytes": 12,
+    "uint32": 13,
+}  # FieldDescriptorProto.Type numbers
 _PKG = "fertrt_ds"
 
 
@@ -490,36 +570,56 @@ def nvinferserver_text(config: dict, header: str) -> str:
     text = "".join(f"# {line}\n" for line in header.splitlines()) + body
     problems = nvinferserver_problems(text)
     if problems:
-        raise AssertionError("export-deepstream wrote an nvinferserver config its field list refuses: "
-                             + "; ".join(problems))
+        raise AssertionError(
+            "export-deepstream wrote an nvinferserver config its field list refuses: " + "; ".join(problems)
+        )
     return text
 
 
 def _triton_backend(model: str, repo: str, outputs) -> dict:
-    return {"triton": {"model_name": model, "version": -1,
-                       "model_repo": {"root": [repo], "strict_model_config": True, "log_level": 1}},
-            "outputs": [{"name": n} for n in outputs]}
+    return {
+        "triton": {
+            "model_name": model,
+            "version": -1,
+            "model_repo": {"root": [repo], "strict_model_config": True, "log_level": 1},
+        },
+        "outputs": [{"name": n} for n in outputs],
+    }
 
 
 def triton_fer_config(info: ModelInfo, opts: DeepStreamOptions, *, batch: int, scale: float, offsets) -> str:
     config = {
         "infer_config": {
-            "unique_id": opts.gie_id, "gpu_ids": [opts.gpu_id], "max_batch_size": batch,
+            "unique_id": opts.gie_id,
+            "gpu_ids": [opts.gpu_id],
+            "max_batch_size": batch,
             "backend": _triton_backend("fer", opts.triton_repo, ["probabilities"]),
-            "preprocess": {"network_format": SERVER_FORMAT[info.color_order], "tensor_order": "TENSOR_ORDER_LINEAR",
-                           "tensor_name": "input", "maintain_aspect_ratio": 0, "frame_scaling_filter": BILINEAR,
-                           "normalize": {"scale_factor": scale, "channel_offsets": list(offsets)}},
-            "postprocess": {"labelfile_path": "labels.txt",
-                            "classification": {"threshold": float(opts.classifier_threshold)}},
+            "preprocess": {
+                "network_format": SERVER_FORMAT[info.color_order],
+                "tensor_order": "TENSOR_ORDER_LINEAR",
+                "tensor_name": "input",
+                "maintain_aspect_ratio": 0,
+                "frame_scaling_filter": BILINEAR,
+                "normalize": {"scale_factor": scale, "channel_offsets": list(offsets)},
+            },
+            "postprocess": {
+                "labelfile_path": "labels.txt",
+                "classification": {"threshold": float(opts.classifier_threshold)},
+            },
         },
-        "input_control": {"process_mode": "PROCESS_MODE_CLIP_OBJECTS", "operate_on_gie_id": opts.detector_gie_id,
-                          "operate_on_class_ids": [opts.face_class_id]},
+        "input_control": {
+            "process_mode": "PROCESS_MODE_CLIP_OBJECTS",
+            "operate_on_gie_id": opts.detector_gie_id,
+            "operate_on_class_ids": [opts.face_class_id],
+        },
         "output_control": {"output_tensor_meta": False},
     }
-    header = ("Gst-nvinferserver secondary classifier: the Triton model `fer` (input `input` FP32 [-1,C,H,W], output\n"
-              "`probabilities` FP32 [-1,K]) of the repository `fertrt export-triton` writes. Written by\n"
-              "`fertrt export-deepstream`; fields checked against DeepStream 9.1's nvinferserver .proto\n"
-              "(fertrt export/data/deepstream_nvinferserver_fields.json).")
+    header = (
+        "Gst-nvinferserver secondary classifier: the Triton model `fer` (input `input` FP32 [-1,C,H,W], output\n"
+        "`probabilities` FP32 [-1,K]) of the repository `fertrt export-triton` writes. Written by\n"
+        "`fertrt export-deepstream`; fields checked against DeepStream 9.1's nvinferserver .proto\n"
+        "(fertrt export/data/deepstream_nvinferserver_fields.json)."
+    )
     return nvinferserver_text(config, header)
 
 
@@ -531,31 +631,45 @@ def triton_detector_config(det, opts: DeepStreamOptions, *, batch: int) -> str:
         raise FertrtError("the face detector's preprocessing has a per-channel std; nvinferserver cannot express it")
     config = {
         "infer_config": {
-            "unique_id": opts.detector_gie_id, "gpu_ids": [opts.gpu_id], "max_batch_size": batch,
+            "unique_id": opts.detector_gie_id,
+            "gpu_ids": [opts.gpu_id],
+            "max_batch_size": batch,
             "backend": _triton_backend("face_detector_ssd", opts.triton_repo, SSD_OUTPUTS),
-            "preprocess": {"network_format": SERVER_FORMAT[det["color_order"]], "tensor_order": "TENSOR_ORDER_LINEAR",
-                           "tensor_name": "input", "maintain_aspect_ratio": 1, "symmetric_padding": 1,
-                           "frame_scaling_filter": BILINEAR,
-                           "normalize": {"scale_factor": scale, "channel_offsets": list(offsets)}},
-            "postprocess": {"labelfile_path": "labels_face.txt",
-                            "detection": {"num_detected_classes": 1,
-                                          "custom_parse_bbox_func": "NvDsInferParseCustomTfSSD",
-                                          # face_detector_ssd already applied fertrt's NMS: threshold only, no
-                                          # second clustering (copyWithoutCluster in nvdsinferserver)
-                                          "simple_cluster": {"threshold": det["score_threshold"]}}},
+            "preprocess": {
+                "network_format": SERVER_FORMAT[det["color_order"]],
+                "tensor_order": "TENSOR_ORDER_LINEAR",
+                "tensor_name": "input",
+                "maintain_aspect_ratio": 1,
+                "symmetric_padding": 1,
+                "frame_scaling_filter": BILINEAR,
+                "normalize": {"scale_factor": scale, "channel_offsets": list(offsets)},
+            },
+            "postprocess": {
+                "labelfile_path": "labels_face.txt",
+                "detection": {
+                    "num_detected_classes": 1,
+                    "custom_parse_bbox_func": "NvDsInferParseCustomTfSSD",
+                    # face_detector_ssd already applied fertrt's NMS: threshold only, no
+                    # second clustering (copyWithoutCluster in nvdsinferserver)
+                    "simple_cluster": {"threshold": det["score_threshold"]},
+                },
+            },
             "custom_lib": {"path": STOCK_PARSER_LIB},
         },
         "input_control": {"process_mode": "PROCESS_MODE_FULL_FRAME", "interval": 0},
         "output_control": {"output_tensor_meta": False},
     }
-    header = ("Gst-nvinferserver primary face detector: the Triton model `face_detector_ssd` (letterboxed frame in,\n"
-              "boxes out as num_detections / detection_boxes / detection_scores / detection_classes), parsed by\n"
-              "DeepStream's stock NvDsInferParseCustomTfSSD. Written by `fertrt export-deepstream`; fields checked\n"
-              "against DeepStream 9.1's nvinferserver .proto.")
+    header = (
+        "Gst-nvinferserver primary face detector: the Triton model `face_detector_ssd` (letterboxed frame in,\n"
+        "boxes out as num_detections / detection_boxes / detection_scores / detection_classes), parsed by\n"
+        "DeepStream's stock NvDsInferParseCustomTfSSD. Written by `fertrt export-deepstream`; fields checked\n"
+        "against DeepStream 9.1's nvinferserver .proto."
+    )
     return nvinferserver_text(config, header)
 
 
 # ---------------------------------------------------------------- the Triton model that decodes BlazeFace
+
 
 def ssd_model_config(det: dict, batch: int) -> str:
     """config.pbtxt of `face_detector_ssd`, built and parsed back with tritonclient's model_config_pb2."""
@@ -565,15 +679,21 @@ def ssd_model_config(det: dict, batch: int) -> str:
     h, w = det["input_size"]
     n = det["max_faces"]
     cfg = {
-        "name": "face_detector_ssd", "backend": "python", "max_batch_size": batch,
+        "name": "face_detector_ssd",
+        "backend": "python",
+        "max_batch_size": batch,
         "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, h, w]}],
-        "output": [{"name": "num_detections", "data_type": "TYPE_FP32", "dims": [1]},
-                   {"name": "detection_boxes", "data_type": "TYPE_FP32", "dims": [n, 4]},
-                   {"name": "detection_scores", "data_type": "TYPE_FP32", "dims": [n]},
-                   {"name": "detection_classes", "data_type": "TYPE_FP32", "dims": [n]}],
+        "output": [
+            {"name": "num_detections", "data_type": "TYPE_FP32", "dims": [1]},
+            {"name": "detection_boxes", "data_type": "TYPE_FP32", "dims": [n, 4]},
+            {"name": "detection_scores", "data_type": "TYPE_FP32", "dims": [n]},
+            {"name": "detection_classes", "data_type": "TYPE_FP32", "dims": [n]},
+        ],
         "instance_group": [{"kind": "KIND_CPU", "count": 1}],  # JetPack's Python backend has no GPU instances
-        "parameters": {"detector": {"string_value": json.dumps(det)},
-                       "detector_model": {"string_value": "face_detector"}},
+        "parameters": {
+            "detector": {"string_value": json.dumps(det)},
+            "detector_model": {"string_value": "face_detector"},
+        },
     }
     msg = json_format.ParseDict(cfg, model_config_pb2.ModelConfig())
     text = text_format.MessageToString(msg)
@@ -591,20 +711,32 @@ def detector_settings(path) -> dict:
     else:
         meta = read_metadata(require_file(path, "a face detector .onnx from `fertrt detector export`"))
         if meta.get("task") != "face-detection" or "detector" not in meta:
-            raise FertrtError(f"--detector-model {path}: not a fertrt face detector (no 'task': 'face-detection' "
-                              "metadata)")
+            raise FertrtError(
+                f"--detector-model {path}: not a fertrt face detector (no 'task': 'face-detection' metadata)"
+            )
         raw = meta["detector"]
         cfg = DetectorConfig.from_json(raw if isinstance(raw, str) else json.dumps(raw), path)
     if cfg.family != "blazeface":
-        raise FertrtError(f"--detector-model {path}: a {safe(cfg.family)} detector; the DeepStream path decodes "
-                          "BlazeFace only")
+        raise FertrtError(
+            f"--detector-model {path}: a {safe(cfg.family)} detector; the DeepStream path decodes BlazeFace only"
+        )
     pre = cfg.preprocess
-    return {"name": cfg.name, "input_size": list(cfg.input_size), "anchor_layers": [list(a) for a in cfg.anchor_layers],
-            "outputs": list(cfg.outputs), "input_name": _graph_input(path) if path else "input",
-            "score_threshold": cfg.score_threshold,
-            "nms_iou": cfg.nms_iou, "weighted_nms": cfg.weighted_nms, "max_faces": cfg.max_faces,
-            "crop_margin": cfg.crop_margin, "crop_shift": cfg.crop_shift,
-            "mean": list(pre["mean"]), "std": list(pre["std"]), "color_order": pre.get("color_order", "RGB")}
+    return {
+        "name": cfg.name,
+        "input_size": list(cfg.input_size),
+        "anchor_layers": [list(a) for a in cfg.anchor_layers],
+        "outputs": list(cfg.outputs),
+        "input_name": _graph_input(path) if path else "input",
+        "score_threshold": cfg.score_threshold,
+        "nms_iou": cfg.nms_iou,
+        "weighted_nms": cfg.weighted_nms,
+        "max_faces": cfg.max_faces,
+        "crop_margin": cfg.crop_margin,
+        "crop_shift": cfg.crop_shift,
+        "mean": list(pre["mean"]),
+        "std": list(pre["std"]),
+        "color_order": pre.get("color_order", "RGB"),
+    }
 
 
 def _graph_input(path) -> str:
@@ -617,6 +749,7 @@ def _graph_input(path) -> str:
 
 
 # ---------------------------------------------------------------- deepstream-app and the pipeline text
+
 
 def deepstream_app_text(opts: DeepStreamOptions, batch: int) -> str:
     return f"""# deepstream-app -c deepstream_app_fer.txt : a face detector through Triton (nvinferserver), then the FER
@@ -685,22 +818,29 @@ def app_problems(text: str) -> list[str]:
         if keys is None:
             problems.append(f"[{section}]: not a group fertrt checks (or deepstream-app reads)")
             continue
-        problems += [f"[{section}] {key}: not a key deepstream-app reads there"
-                     for key in parser[section] if key not in keys]
+        problems += [
+            f"[{section}] {key}: not a key deepstream-app reads there" for key in parser[section] if key not in keys
+        ]
     return problems
 
 
 def pipeline_text(info: ModelInfo, fold, scale, offsets, report: dict | None, repo_note: str) -> str:
-    verified = (f"ONNX Runtime, {report['n']} crops (synthetic faces and noise): the config's preprocessing "
-                "(net-scale-factor, "
-                "offsets, "
-                f"colour format) + fer.onnx vs fertrt's preprocessing + the original model + softmax: max |diff| "
-                f"{report['max_abs_diff']:.2e}, top-1 agreement {report['top1_agreement'] * 100:.0f} %."
-                if report else "not re-verified: the input was an engine built from a graph export-deepstream wrote.")
-    fold_note = (f"The model's std {list(info.std)} differs per channel; one net-scale-factor cannot express it, "
-                 "so fer.onnx "
-                 f"starts with a Mul by 1/std ({[round(f, 6) for f in fold]}) and nvinfer only subtracts the mean.\n"
-                 if fold else "")
+    verified = (
+        f"ONNX Runtime, {report['n']} crops (synthetic faces and noise): the config's preprocessing "
+        "(net-scale-factor, "
+        "offsets, "
+        f"colour format) + fer.onnx vs fertrt's preprocessing + the original model + softmax: max |diff| "
+        f"{report['max_abs_diff']:.2e}, top-1 agreement {report['top1_agreement'] * 100:.0f} %."
+        if report
+        else "not re-verified: the input was an engine built from a graph export-deepstream wrote."
+    )
+    fold_note = (
+        f"The model's std {list(info.std)} differs per channel; one net-scale-factor cannot express it, "
+        "so fer.onnx "
+        f"starts with a Mul by 1/std ({[round(f, 6) for f in fold]}) and nvinfer only subtracts the mean.\n"
+        if fold
+        else ""
+    )
     return f"""# DeepStream with a fertrt model
 
 Files: `config_infer_secondary_fer.txt` (Gst-nvinfer), `config_triton_face_detector.txt` and
@@ -733,6 +873,7 @@ that nvinferserver loads the repository and DeepStream's parser reads face_detec
 
 # ---------------------------------------------------------------- the command
 
+
 @dataclass(frozen=True)
 class Source:
     """What export-deepstream reads: the FER model file, its calibration cache and the face detector file."""
@@ -753,21 +894,27 @@ def resolve_source(path, precision: str | None = None, detector_model=None) -> S
     if not p.is_dir():
         require_file(p, "a fertrt .onnx, an .engine or a deployment folder from `fertrt pack`")
         if p.suffix.lower() not in (".onnx", ".engine", ".plan"):
-            raise FertrtError(f"{p}: expected a .onnx or .engine model or a deployment folder, "
-                              f"got {p.suffix or 'no suffix'!r}")
+            raise FertrtError(
+                f"{p}: expected a .onnx or .engine model or a deployment folder, got {p.suffix or 'no suffix'!r}"
+            )
         if precision:
             raise FertrtError(f"--precision {precision}: picks a model in a deployment folder; {p} is one model file")
         cache = Path(str(p) + ".calib.cache")
         return Source(p, cache if cache.is_file() else None, det)
     if not is_deploy_dir(p):
-        raise FertrtError(f"{p}: a folder without manifest.json; expected a fertrt .onnx, an .engine or a deployment "
-                          "folder from `fertrt pack`")
+        raise FertrtError(
+            f"{p}: a folder without manifest.json; expected a fertrt .onnx, an .engine or a deployment "
+            "folder from `fertrt pack`"
+        )
     manifest = open_folder(p)
     for prec in [precision] if precision else ["fp16", "fp32", "int8"]:
         if onnx_name(prec) in manifest["files"]:
             cache = f"model.{prec}.calib.cache"
-            return Source(p / onnx_name(prec), p / cache if cache in manifest["files"] else None,
-                          det or detector_path(p, manifest))
+            return Source(
+                p / onnx_name(prec),
+                p / cache if cache in manifest["files"] else None,
+                det or detector_path(p, manifest),
+            )
     wanted = onnx_name(precision) if precision else "model.fp16/fp32/int8.onnx"
     raise FertrtError(f"{p}: its manifest lists no {wanted}")
 
@@ -778,12 +925,17 @@ def _read_engine(path) -> tuple[dict, int | None]:
     side = read_sidecar(path)
     outputs = (side.get("io") or {}).get("outputs") or []
     if list(outputs) != ["probabilities"]:
-        raise FertrtError(f"{path}: its outputs are {safe_list(outputs) or 'unknown'}; nvinfer's classifier needs one "
-                          "'probabilities' output. Run `fertrt export-deepstream` on the ONNX it was built from "
-                          "(nvinfer "
-                          "then builds the engine itself), or build one from the fer.onnx that writes")
-    meta = {"class_names": side["class_names"], "preprocess": side["preprocess"],
-            "precision": side["precision"].get("requested") or side["precision"].get("graph", "fp32")}
+        raise FertrtError(
+            f"{path}: its outputs are {safe_list(outputs) or 'unknown'}; nvinfer's classifier needs one "
+            "'probabilities' output. Run `fertrt export-deepstream` on the ONNX it was built from "
+            "(nvinfer "
+            "then builds the engine itself), or build one from the fer.onnx that writes"
+        )
+    meta = {
+        "class_names": side["class_names"],
+        "preprocess": side["preprocess"],
+        "precision": side["precision"].get("requested") or side["precision"].get("graph", "fp32"),
+    }
     profile = side.get("profile") or {}
     maxes = [v.get("max") for v in profile.values() if isinstance(v, dict) and v.get("max")]
     return meta, (int(maxes[0][0]) if maxes else None)
@@ -830,12 +982,23 @@ def prepare_onnx(path: Path, opts: DeepStreamOptions, log) -> Prepared:
             raise FertrtError(f"{path}: {exc}") from None
         set_metadata(graph, deepstream_metadata(meta, fold, softmax=softmax))
         rewritten[name] = graph.SerializeToString()
-        reports[name] = verify_graph(original, rewritten[name], info, scale, offsets, fmt, opts.verify_samples,
-                                     opts.atol, output="probabilities" if softmax else "logits")
+        reports[name] = verify_graph(
+            original,
+            rewritten[name],
+            info,
+            scale,
+            offsets,
+            fmt,
+            opts.verify_samples,
+            opts.atol,
+            output="probabilities" if softmax else "logits",
+        )
         rep = reports[name]
-        log(f"{name}: the config's preprocessing + this graph vs fertrt's preprocessing + {path.name} on ONNX "
+        log(
+            f"{name}: the config's preprocessing + this graph vs fertrt's preprocessing + {path.name} on ONNX "
             f"Runtime, {rep['n']} crops: max |diff| {rep['max_abs_diff']:.2e} (probabilities), top-1 agreement "
-            f"{rep['top1_agreement'] * 100:.0f}%" + ("; per-channel std folded into the graph" if fold else ""))
+            f"{rep['top1_agreement'] * 100:.0f}%" + ("; per-channel std folded into the graph" if fold else "")
+        )
     return Prepared(info, scale, offsets, fold, rewritten["fer.onnx"], rewritten.get("fer_triton.onnx"), reports)
 
 
@@ -845,8 +1008,10 @@ def prepare_engine(path: Path) -> Prepared:
     info = ModelInfo(**{**info.__dict__, "max_batch": max_batch})
     scale, offsets, fold = nvinfer_normalisation(info.mean, info.std)
     if fold is not None:
-        raise FertrtError(f"{path}: its preprocessing has a per-channel std {list(info.std)} that one net-scale-factor "
-                          "cannot express, and an engine cannot be rewritten; run export-deepstream on the ONNX")
+        raise FertrtError(
+            f"{path}: its preprocessing has a per-channel std {list(info.std)} that one net-scale-factor "
+            "cannot express, and an engine cannot be rewritten; run export-deepstream on the ONNX"
+        )
     return Prepared(info, scale, offsets, None, None, None, {})
 
 
@@ -857,8 +1022,15 @@ def _outputs(opts: DeepStreamOptions) -> list:
     return names
 
 
-def export_deepstream(model, output, opts: DeepStreamOptions = DeepStreamOptions(), detector_model=None,
-                      precision: str | None = None, triton_platform: str = "onnxruntime_onnx", log=print) -> dict:
+def export_deepstream(
+    model,
+    output,
+    opts: DeepStreamOptions = DeepStreamOptions(),
+    detector_model=None,
+    precision: str | None = None,
+    triton_platform: str = "onnxruntime_onnx",
+    log=print,
+) -> dict:
     opts.validate()
     src = resolve_source(model, precision, detector_model)
     out = Path(output)
@@ -866,8 +1038,10 @@ def export_deepstream(model, output, opts: DeepStreamOptions = DeepStreamOptions
         raise FertrtError(f"-o {out}: is a file; expected a folder")
     folder = Path(model)
     if folder.is_dir() and (out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents):
-        raise FertrtError(f"-o {out}: inside the deployment folder {folder}; its manifest lists every file, so write "
-                          "the DeepStream folder elsewhere")
+        raise FertrtError(
+            f"-o {out}: inside the deployment folder {folder}; its manifest lists every file, so write "
+            "the DeepStream folder elsewhere"
+        )
     existing = [n for n in _outputs(opts) if (out / n).exists()]
     if existing and not opts.force:
         raise FertrtError(f"-o {out}: holds {', '.join(existing)} from an earlier run (pass --force to replace them)")
@@ -897,9 +1071,17 @@ def export_deepstream(model, output, opts: DeepStreamOptions = DeepStreamOptions
     texts = {  # every config built (and checked against DeepStream's key lists) before the first file is written
         "labels.txt": ";".join(info.class_names) + "\n",
         "labels_face.txt": "face\n",
-        "config_infer_secondary_fer.txt": nvinfer_config(info, opts, batch=batch, scale=prep.scale,
-                                                         offsets=prep.offsets, fold=prep.fold, engine_name=engine_name,
-                                                         onnx_name=onnx_name, calib_name=calib),
+        "config_infer_secondary_fer.txt": nvinfer_config(
+            info,
+            opts,
+            batch=batch,
+            scale=prep.scale,
+            offsets=prep.offsets,
+            fold=prep.fold,
+            engine_name=engine_name,
+            onnx_name=onnx_name,
+            calib_name=calib,
+        ),
         "config_triton_fer.txt": triton_fer_config(info, opts, batch=batch, scale=prep.scale, offsets=prep.offsets),
         "config_triton_face_detector.txt": triton_detector_config(det, opts, batch=1),
         "deepstream_app_fer.txt": deepstream_app_text(opts, batch),
@@ -923,14 +1105,24 @@ def export_deepstream(model, output, opts: DeepStreamOptions = DeepStreamOptions
     # the Triton repository's fer_net runs the original graph, or fer_triton.onnx when the std was folded
     triton_model = out / "fer_triton.onnx" if prep.fold else src.model
     repo_note = write_triton_repository(out, opts, det, det_path, triton_model, triton_platform, engine_input, log)
-    write("pipeline.md", pipeline_text(info, prep.fold, prep.scale, prep.offsets, prep.reports.get("fer.onnx"),
-                                       repo_note))
-    log(f"wrote {out}: config_infer_secondary_fer.txt (nvinfer), config_triton_face_detector.txt and "
+    write(
+        "pipeline.md", pipeline_text(info, prep.fold, prep.scale, prep.offsets, prep.reports.get("fer.onnx"), repo_note)
+    )
+    log(
+        f"wrote {out}: config_infer_secondary_fer.txt (nvinfer), config_triton_face_detector.txt and "
         f"config_triton_fer.txt (nvinferserver), deepstream_app_fer.txt, labels.txt, {onnx_name or engine_name}; "
-        "see pipeline.md")
-    return {"output": str(out), "model": str(src.model), "batch_size": batch, "net_scale_factor": prep.scale,
-            "offsets": list(prep.offsets), "folded_std": list(prep.fold) if prep.fold else None,
-            "verification": prep.reports, "triton": repo_note}
+        "see pipeline.md"
+    )
+    return {
+        "output": str(out),
+        "model": str(src.model),
+        "batch_size": batch,
+        "net_scale_factor": prep.scale,
+        "offsets": list(prep.offsets),
+        "folded_std": list(prep.fold) if prep.fold else None,
+        "verification": prep.reports,
+        "triton": repo_note,
+    }
 
 
 def _write(path: Path, data, force: bool, inputs):
@@ -945,26 +1137,36 @@ def _require_triton_writer():
         for name in ("tritonclient.grpc.model_config_pb2", "fertrt.serve.triton_repo"):  # what the writer needs
             importlib.import_module(name)
     except ImportError as exc:
-        raise FertrtError(f"writing the Triton repository needs {exc.name or 'tritonclient'} (pip install "
-                          "'fertrt[serve]'); or pass --triton-platform none to write the DeepStream configs "
-                          "alone") from None
+        raise FertrtError(
+            f"writing the Triton repository needs {exc.name or 'tritonclient'} (pip install "
+            "'fertrt[serve]'); or pass --triton-platform none to write the DeepStream configs "
+            "alone"
+        ) from None
 
 
-def write_triton_repository(out: Path, opts: DeepStreamOptions, det: dict, det_path, fer_model, platform: str,
-                            engine_input: bool, log) -> str:
+def write_triton_repository(
+    out: Path, opts: DeepStreamOptions, det: dict, det_path, fer_model, platform: str, engine_input: bool, log
+) -> str:
     """The Triton repository the nvinferserver configs name: `fertrt export-triton`'s writer (fer, fer_net,
     fer_softmax, face_detector, fer_faces) plus `face_detector_ssd`, under the output folder."""
     repo = Path(opts.triton_repo)
     how = f"`fertrt export-triton MODEL -o {repo}` (then add face_detector_ssd from this folder's copy)"
     if repo.is_absolute() or platform == "none" or engine_input:
-        why = ("it is outside -o" if repo.is_absolute() else "--triton-platform none" if platform == "none"
-               else "the input is an engine whose output is already `probabilities`; export-triton takes the ONNX "
-                    "or the "
-                    "engine of the original model")
+        why = (
+            "it is outside -o"
+            if repo.is_absolute()
+            else "--triton-platform none"
+            if platform == "none"
+            else "the input is an engine whose output is already `probabilities`; export-triton takes the ONNX "
+            "or the "
+            "engine of the original model"
+        )
         return f"not written here ({why}); write it with {how}."
     if det_path is None:
-        return (f"not written: no face detector file (make the default once with `fertrt detector export`); write it "
-                f"with {how}.")
+        return (
+            f"not written: no face detector file (make the default once with `fertrt detector export`); write it "
+            f"with {how}."
+        )
     from fertrt.serve.triton_repo import RepoOptions, write_repository
 
     target = out / repo
@@ -974,16 +1176,31 @@ def write_triton_repository(out: Path, opts: DeepStreamOptions, det: dict, det_p
     (folder / "1").mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "config.pbtxt", ssd_model_config(det, batch=8))
     write_text_atomic(folder / "1" / "model.py", SSD_MODEL_SOURCE.read_text(encoding="utf-8"))
-    return (f"`{opts.triton_repo}/` beside the configs, written by export-triton's writer (--platform {platform}: "
-            "fer, fer_net, "
-            f"fer_softmax, face_detector, fer_faces) plus face_detector_ssd (Python backend; fertrt must be installed "
-            "where Triton's Python backend runs).")
+    return (
+        f"`{opts.triton_repo}/` beside the configs, written by export-triton's writer (--platform {platform}: "
+        "fer, fer_net, "
+        f"fer_softmax, face_detector, fer_faces) plus face_detector_ssd (Python backend; fertrt must be installed "
+        "where Triton's Python backend runs)."
+    )
 
 
 def cmd_export_deepstream(args):
-    opts = DeepStreamOptions(batch_size=args.batch_size, detector_gie_id=args.detector_gie_id, gie_id=args.gie_id,
-                             face_class_id=args.face_class_id, classifier_threshold=args.classifier_threshold,
-                             gpu_id=args.gpu_id, triton_repo=args.triton_repo, force=args.force)
-    export_deepstream(args.model, args.output, opts, detector_model=args.detector_model, precision=args.precision,
-                      triton_platform=args.triton_platform)
+    opts = DeepStreamOptions(
+        batch_size=args.batch_size,
+        detector_gie_id=args.detector_gie_id,
+        gie_id=args.gie_id,
+        face_class_id=args.face_class_id,
+        classifier_threshold=args.classifier_threshold,
+        gpu_id=args.gpu_id,
+        triton_repo=args.triton_repo,
+        force=args.force,
+    )
+    export_deepstream(
+        args.model,
+        args.output,
+        opts,
+        detector_model=args.detector_model,
+        precision=args.precision,
+        triton_platform=args.triton_platform,
+    )
     return 0

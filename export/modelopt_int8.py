@@ -20,6 +20,7 @@ process keeps ORT's own behaviour. One child serves a list of jobs (sensitivity 
 Install: ModelOpt *without* its [onnx] extra (that pins onnx 1.21 / onnxruntime-gpu 1.24 and pulls
 cupy); the modules its ONNX quantizer imports are listed in pyproject's `train` extra.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,8 +36,20 @@ MODELOPT_PIP = "nvidia-modelopt==0.47.0 onnx-graphsurgeon==0.6.1 polygraphy==0.5
 # Op types whose inputs ModelOpt may quantize for INT8 (its int8.quantize docstring), plus Concat,
 # whose inputs share one scale under its concat-elimination pass. fertrt calibrates every tensor
 # touching these so that each Q/DQ ModelOpt places finds a cached scale.
-MODELOPT_INT8_OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose", "Gemm",
-                     "GlobalAveragePool", "MatMul", "MaxPool", "Mul")
+MODELOPT_INT8_OPS = (
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "GlobalAveragePool",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,7 +61,11 @@ def modelopt_missing() -> str | None:
         import modelopt.onnx.quantization  # noqa: F401
     except ImportError as exc:
         first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        return "nvidia-modelopt is not installed" if getattr(exc, "name", None) == "modelopt" else f"it does not import ({first})"
+        return (
+            "nvidia-modelopt is not installed"
+            if getattr(exc, "name", None) == "modelopt"
+            else f"it does not import ({first})"
+        )
     return None
 
 
@@ -56,8 +73,10 @@ def require_modelopt(what: str = "--target tensorrt"):
     why = modelopt_missing()
     if why:
         alt = "; or use --target onnxruntime (ONNX Runtime's quantizer, the CPU layout)" if "target" in what else ""
-        raise FertrtError(f"{what} needs NVIDIA ModelOpt's ONNX tools: {why}. Install them without ModelOpt's [onnx] "
-                          f"extra: pip install \"fertrt[train]\" (or: pip install {MODELOPT_PIP}){alt}")
+        raise FertrtError(
+            f"{what} needs NVIDIA ModelOpt's ONNX tools: {why}. Install them without ModelOpt's [onnx] "
+            f'extra: pip install "fertrt[train]" (or: pip install {MODELOPT_PIP}){alt}'
+        )
 
 
 def run_jobs(jobs: list[dict], workdir: Path, log=print) -> list[dict]:
@@ -68,8 +87,13 @@ def run_jobs(jobs: list[dict], workdir: Path, log=print) -> list[dict]:
     result = Path(workdir) / "results.json"
     spec.write_text(json.dumps({"jobs": jobs, "result": str(result)}))
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "fertrt.export.modelopt_int8", str(spec)], capture_output=True, text=True,
-                          cwd=str(workdir), env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fertrt.export.modelopt_int8", str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=str(workdir),
+        env=env,
+    )
     if not result.is_file():
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise FertrtError(f"ModelOpt's INT8 quantizer stopped (exit {proc.returncode}):\n{tail}")
@@ -81,11 +105,20 @@ def _one_job(job: dict):
     from modelopt.onnx.quantization import quantize
 
     data = np.load(job["calib_npy"]) if job.get("calib_npy") else None
-    quantize(onnx_path=job["src"], quantize_mode="int8", calibration_data=data, calibration_method="max",
-             calibration_cache_path=job.get("trt_cache"), calibration_eps=["cpu"],
-             nodes_to_exclude=list(job.get("nodes_to_exclude") or []), op_types_to_exclude=list(job.get("op_types_to_exclude") or []),
-             nodes_to_quantize=job.get("nodes_to_quantize"), high_precision_dtype=job.get("high_precision", "fp16"),
-             output_path=job["out"], log_level="ERROR")
+    quantize(
+        onnx_path=job["src"],
+        quantize_mode="int8",
+        calibration_data=data,
+        calibration_method="max",
+        calibration_cache_path=job.get("trt_cache"),
+        calibration_eps=["cpu"],
+        nodes_to_exclude=list(job.get("nodes_to_exclude") or []),
+        op_types_to_exclude=list(job.get("op_types_to_exclude") or []),
+        nodes_to_quantize=job.get("nodes_to_quantize"),
+        high_precision_dtype=job.get("high_precision", "fp16"),
+        output_path=job["out"],
+        log_level="ERROR",
+    )
     if not Path(job["out"]).is_file():
         raise RuntimeError("ModelOpt wrote no output")
 
@@ -104,7 +137,9 @@ def _child(spec_path: str) -> int:
                 _one_job(job)
             results.append({"ok": True})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises FertrtError
-            results.append({"ok": False, "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+            results.append(
+                {"ok": False, "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            )
     Path(spec["result"]).write_text(json.dumps(results))
     return 0
 

@@ -4,6 +4,7 @@ Simplifier: onnxslim (pure Python, maintained, installs everywhere the runtime d
 needs a native build on new Pythons). Verification compares PyTorch and ONNX Runtime on real
 samples from the checkpoint's data spec and refuses to write a file that misses the tolerance.
 """
+
 from __future__ import annotations
 
 import io
@@ -96,11 +97,22 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
         with torch.no_grad(), warnings.catch_warnings():
             # the legacy TorchScript exporter is chosen on purpose (TensorRT-friendly graphs); mute its deprecation notice
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(module, (dummy,), buf, dynamo=False, opset_version=opts.opset, input_names=["input"],
-                              output_names=output_names, dynamic_axes=dynamic, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                (dummy,),
+                buf,
+                dynamo=False,
+                opset_version=opts.opset,
+                input_names=["input"],
+                output_names=output_names,
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
     except Exception as exc:  # noqa: BLE001 - tracing errors come in many types
-        raise FertrtError(f"{checkpoint}: model {ckpt['model_name']!r} does not trace for ONNX export "
-                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+        raise FertrtError(
+            f"{checkpoint}: model {ckpt['model_name']!r} does not trace for ONNX export "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
     proto = onnx.load_from_string(buf.getvalue())
     if opts.simplify:
         import onnxslim
@@ -108,9 +120,17 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
         proto = onnxslim.slim(proto)
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
-    meta = build_metadata(ckpt["model_config"], checkpoint_sha256=sha256_file(checkpoint), data_spec=ckpt["data_spec"],
-                          export={"opset": opts.opset, "batch": opts.batch or "dynamic", "simplifier": "onnxslim" if opts.simplify else None},
-                          explain_outputs=output_names[1:])
+    meta = build_metadata(
+        ckpt["model_config"],
+        checkpoint_sha256=sha256_file(checkpoint),
+        data_spec=ckpt["data_spec"],
+        export={
+            "opset": opts.opset,
+            "batch": opts.batch or "dynamic",
+            "simplifier": "onnxslim" if opts.simplify else None,
+        },
+        explain_outputs=output_names[1:],
+    )
     set_metadata(proto, meta)
     report = {"output": str(output), "model": ckpt["model_name"], "opset": opts.opset, "nodes": len(proto.graph.node)}
     if opts.verify:
@@ -118,24 +138,38 @@ def export_checkpoint(checkpoint, output, opts: ExportOptions = ExportOptions(),
 
         # pretrained checkpoints name images that are here (their training set is not): ckpt["verify_data"]
         verify_spec = ckpt.get("verify_data") or ckpt["data_spec"]
-        x, _ = verification_batch(verify_spec, pre, opts.verify_samples if not opts.batch else opts.batch,
-                                  seed=ckpt.get("train_config", {}).get("seed", 0))
+        x, _ = verification_batch(
+            verify_spec,
+            pre,
+            opts.verify_samples if not opts.batch else opts.batch,
+            seed=ckpt.get("train_config", {}).get("seed", 0),
+        )
         sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        got = np.concatenate([sess.run(["logits"], {"input": x[i:i + (opts.batch or 32)]})[0]
-                              for i in range(0, len(x), opts.batch or 32)])
+        got = np.concatenate(
+            [
+                sess.run(["logits"], {"input": x[i : i + (opts.batch or 32)]})[0]
+                for i in range(0, len(x), opts.batch or 32)
+            ]
+        )
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         rep = logit_report(ref, got)
         report["verification"] = rep
-        log(f"verify on {rep['n']} samples of {safe(verify_spec)}: max |diff| {rep['max_abs_diff']:.2e}, "
-            f"mean {rep['mean_abs_diff']:.2e}, top-1 agreement {rep['top1_agreement'] * 100:.2f}%")
+        log(
+            f"verify on {rep['n']} samples of {safe(verify_spec)}: max |diff| {rep['max_abs_diff']:.2e}, "
+            f"mean {rep['mean_abs_diff']:.2e}, top-1 agreement {rep['top1_agreement'] * 100:.2f}%"
+        )
         if rep["max_abs_diff"] > opts.atol or rep["top1_agreement"] < 1.0 or not rep["finite"]:
-            raise FertrtError(f"{output}: not written: ONNX Runtime differs from PyTorch beyond tolerance "
-                              f"(max |diff| {rep['max_abs_diff']:.2e} > {opts.atol:g} or agreement "
-                              f"{rep['top1_agreement'] * 100:.2f}% < 100%)")
+            raise FertrtError(
+                f"{output}: not written: ONNX Runtime differs from PyTorch beyond tolerance "
+                f"(max |diff| {rep['max_abs_diff']:.2e} > {opts.atol:g} or agreement "
+                f"{rep['top1_agreement'] * 100:.2f}% < 100%)"
+            )
     with atomic_path(output, overwrite=True, inputs=(checkpoint,)) as tmp:
         onnx.save(proto, str(tmp))
     report["sha256"] = sha256_file(output)
-    log(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {report['nodes']} nodes, opset {opts.opset}, "
-        f"{'dynamic batch' if not opts.batch else f'batch {opts.batch}'})")
+    log(
+        f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {report['nodes']} nodes, opset {opts.opset}, "
+        f"{'dynamic batch' if not opts.batch else f'batch {opts.batch}'})"
+    )
     return report

@@ -6,19 +6,17 @@ checked against onnx-tensorrt's table for that release, export/data/onnx_trt_ops
 cache with that version's header, the face detector ONNX, labels and manifest.json (SHA-256 and size of every
 file). The folder is built beside its destination and renamed into place, so it is complete or absent.
 """
+
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fertrt import __version__
 from fertrt.errors import FertrtError
-from fertrt.fileio import output_lock, require_file, sha256_file, write_json_atomic, write_text_atomic
+from fertrt.fileio import replacing_folder, require_file, sha256_file, write_json_atomic, write_text_atomic
 from fertrt.runtime.deploy import DETECTOR, FORMAT, MANIFEST, PRECISIONS, file_entry, onnx_name
 
 DETECTORS = ("blazeface-short", "blazeface-full", "none")
@@ -36,65 +34,6 @@ class PackOptions:
     detector_model: str | None = None  # a detector ONNX from `fertrt detector export` instead
     cache_dir: Path | None = None  # calibration range cache
     force: bool = False
-
-
-def _inside(path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _special_entry(folder: Path):
-    """The first device node, FIFO or socket inside `folder` (links not followed), or None: replacing the folder
-    would remove it."""
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            mode = os.lstat(os.path.join(root, name)).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
-                return Path(root) / name
-    return None
-
-
-def check_pack_output(out: Path, inputs, force: bool) -> Path:
-    """Refuse, before any work: a file in the way, an existing folder without --force, an input inside the folder
-    (replacing the folder would delete it), a parent that is missing or read-only."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FertrtError(f"-o {out}: is a file; expected a folder to make")
-    for inp in inputs:
-        if inp and _inside(inp, out):
-            raise FertrtError(f"-o {out}: holds the input {inp}; replacing the folder would delete it "
-                              "(choose another folder)")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FertrtError(f"-o {out}: folder exists (pass --force to replace it)")
-    special = _special_entry(out) if out.is_dir() else None
-    if special:
-        raise FertrtError(f"-o {out}: holds {special}, which is not a plain file or folder; fertrt replaces only "
-                          "folders of plain files (remove it or choose another folder)")
-    if not out.parent.is_dir():
-        raise FertrtError(f"-o {out}: the parent folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise FertrtError(f"-o {out}: the parent folder {out.parent} is not writable")
-    return out
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished folder into place; an old one (--force) is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "folder")
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:  # put the previous folder back
-            os.replace(old / "folder", out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fp32(model: Path, dest: Path, trt_version: str, log) -> None:
@@ -164,8 +103,14 @@ def build_folder(model: Path, tmp: Path, opts: PackOptions, log=print) -> dict:
     fp32 = tmp / onnx_name("fp32")
     _fp32(model, fp32, v, log)
     quantize_fp16(fp32, tmp / onnx_name("fp16"), force=True, log=log, trt_version=v)
-    int8 = Int8Options(calib=opts.calib, calib_size=opts.calib_size, target="tensorrt",
-                       trt_cache=str(tmp / CALIB_CACHE), trt_version=v, cache_dir=opts.cache_dir)
+    int8 = Int8Options(
+        calib=opts.calib,
+        calib_size=opts.calib_size,
+        target="tensorrt",
+        trt_cache=str(tmp / CALIB_CACHE),
+        trt_version=v,
+        cache_dir=opts.cache_dir,
+    )
     quantize_int8(fp32, tmp / onnx_name("int8"), int8, force=True, log=log)
     detector = _detector(opts, tmp / DETECTOR, v, log)
     meta = read_metadata(fp32)
@@ -195,27 +140,14 @@ def pack(model, out, opts: PackOptions, log=print) -> dict:
     if model.suffix not in (".pt", ".onnx"):
         raise FertrtError(f"{model}: expected a checkpoint (.pt) or an ONNX model (.onnx)")
     inputs = [model, opts.detector_model] + ([opts.calib] if opts.calib.endswith(".npy") else [])
-    out = check_pack_output(Path(out), inputs, opts.force)
-    with output_lock(out.parent / f"{out.name}.pack", "deployment folder"):
-        for stale in list(out.parent.glob(f".{out.name}.pack-*")) + list(out.parent.glob(f".{out.name}.old-*")):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run (the lock says none is running)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.pack-", dir=out.parent))
-        try:
-            manifest = build_folder(model, tmp, opts, log=log)
-            check_pack_output(out, inputs, opts.force)  # still true after the long build
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes the folder private; the result is an ordinary folder
-            try:
-                _publish(tmp, out)
-            except OSError as exc:
-                raise FertrtError(f"-o {out}: could not move the finished folder into place "
-                                  f"({exc.strerror or exc}); the previous folder, if any, is untouched") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    out = Path(out)
+    with replacing_folder(out, force=opts.force, inputs=inputs, what="deployment folder", log=log) as tmp:
+        manifest = build_folder(model, tmp, opts, log=log)
     jp = f" (JetPack {opts.jetpack})" if opts.jetpack else ""
-    log(f"wrote {out}: {', '.join(sorted(manifest['files']))} for TensorRT {opts.trt_version}{jp}; on the device: "
-        f"`fertrt build-engine {out}`, then `fertrt infer {out} IMAGES...`")
+    log(
+        f"wrote {out}: {', '.join(sorted(manifest['files']))} for TensorRT {opts.trt_version}{jp}; on the device: "
+        f"`fertrt build-engine {out}`, then `fertrt infer {out} IMAGES...`"
+    )
     return manifest
 
 
@@ -223,8 +155,15 @@ def cmd_pack(args):
     from .targets import trt_for_jetpack
 
     trt_version = trt_for_jetpack(args.jetpack) if args.jetpack else args.trt_version
-    opts = PackOptions(trt_version=trt_version, jetpack=args.jetpack, calib=args.calib_data, calib_size=args.calib_size,
-                       detector=args.detector, detector_model=args.detector_model,
-                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, force=args.force)
+    opts = PackOptions(
+        trt_version=trt_version,
+        jetpack=args.jetpack,
+        calib=args.calib_data,
+        calib_size=args.calib_size,
+        detector=args.detector,
+        detector_model=args.detector_model,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        force=args.force,
+    )
     pack(args.model, args.output, opts)
     return 0

@@ -7,6 +7,7 @@ fuse in INT8; weights per-channel symmetric, activations per-tensor symmetric. A
 op's output is in line with that only when what reads it wants a quantized input itself (another
 weighted op, an Add, pooling).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,7 +48,11 @@ class QdqLayout:
 
     def unjustified_weighted_outputs(self) -> list:
         """Q/DQ on a weighted op's output whose readers do not all want an INT8 input."""
-        return [a for a in self.activations if a.producer in WEIGHTED_OPS and not all(c in WANTS_INT8_INPUT for c in a.consumers)]
+        return [
+            a
+            for a in self.activations
+            if a.producer in WEIGHTED_OPS and not all(c in WANTS_INT8_INPUT for c in a.consumers)
+        ]
 
 
 def _const(model, name):
@@ -100,9 +105,14 @@ def qdq_layout(model) -> QdqLayout:
         scale = _const(model, q.input[1])
         zp = _const(model, q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros(1, np.int8)
         consumers = [r for dq in dqs for r in final_readers(dq.output[0])]
-        pair = QdqPair(tensor=q.input[0], producer=source(q.input[0]), consumers=[c.op_type for c in consumers],
-                       consumer_nodes=[c.name for c in consumers], per_channel=scale is not None and np.asarray(scale).size > 1,
-                       symmetric=zp is not None and not np.asarray(zp).any() and np.asarray(zp).dtype == np.int8)
+        pair = QdqPair(
+            tensor=q.input[0],
+            producer=source(q.input[0]),
+            consumers=[c.op_type for c in consumers],
+            consumer_nodes=[c.name for c in consumers],
+            per_channel=scale is not None and np.asarray(scale).size > 1,
+            symmetric=zp is not None and not np.asarray(zp).any() and np.asarray(zp).dtype == np.int8,
+        )
         (layout.weights if pair.producer == "weight" else layout.activations).append(pair)
     # weights stored already quantized (INT8 initializer -> DequantizeLinear, no QuantizeLinear)
     for dq in g.node:
@@ -112,8 +122,16 @@ def qdq_layout(model) -> QdqLayout:
                 scale = _const(model, dq.input[1])
                 zp = _const(model, dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros(1, np.int8)
                 readers_ = final_readers(dq.output[0])
-                layout.weights.append(QdqPair(dq.input[0], "weight", [r.op_type for r in readers_], [r.name for r in readers_],
-                                              np.asarray(scale).size > 1, not np.asarray(zp).any()))
+                layout.weights.append(
+                    QdqPair(
+                        dq.input[0],
+                        "weight",
+                        [r.op_type for r in readers_],
+                        [r.name for r in readers_],
+                        np.asarray(scale).size > 1,
+                        not np.asarray(zp).any(),
+                    )
+                )
     return layout
 
 
@@ -140,5 +158,3 @@ def residual_add_inputs(model) -> list[tuple[str, bool]]:
         residual = kinds[1 - kinds.index("Conv")]  # the input the Conv did not write
         out.append((n.name, residual == "DequantizeLinear"))
     return out
-
-

@@ -15,6 +15,7 @@ tensors calibrated); the output's metadata records the target. FP16: see quantiz
 ORT and ModelOpt write scratch files beside the model they read (ORT's `*-inferred.onnx`, which it
 then deletes), so they only ever read a copy inside a private temporary directory.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,16 +32,16 @@ import numpy as np
 from fertrt import fileio
 from fertrt.errors import FertrtError
 from fertrt.fileio import atomic_path, check_output, output_lock, private_tempdir, require_file, sha256_file
+from fertrt.ranges import CALIB_METHODS, CALIB_PERCENTILE, CALIB_SEED, CALIB_SIZE, QUANTIZE_TARGETS, check_choice
 
 from .metadata import set_metadata
-from .quantize_checks import calibration_fingerprint, check_int8_options, load_calibration_npy, source_metadata
-from .targets import TARGETS
+from .quantize_checks import calibration_fingerprint, load_calibration_npy, source_metadata
+from .trt_calib_cache import parse_trt_version
 
 # Ops kept in FP32 by default: softmax and the reductions around attention/pooling, L2 norms.
 # (BatchNorm statistics are folded into the convolutions at export, so none remain.)
 FP16_KEEP_OPS = ("Softmax", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "LpNormalization", "Pow", "Sqrt")
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
-CALIB_METHODS = ("entropy", "minmax", "percentile")
 
 
 @contextlib.contextmanager
@@ -64,7 +65,9 @@ def load_onnx(path):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for bad files
-        raise FertrtError(f"{path}: not a valid ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise FertrtError(
+            f"{path}: not a valid ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     return model
 
 
@@ -115,8 +118,10 @@ def quantize_fp16(src, output, keep_ops=FP16_KEEP_OPS, keep_nodes=(), force=Fals
             try:
                 converted = convert_to_fp16(_private_copy(model, tmp), keep_ops=keep_ops, keep_nodes=keep_nodes)
             except Exception as exc:  # noqa: BLE001 - AutoCast raises assorted types on graphs it cannot type
-                raise FertrtError(f"{src}: ModelOpt's AutoCast could not convert it to FP16 ({exc.__class__.__name__}: "
-                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+                raise FertrtError(
+                    f"{src}: ModelOpt's AutoCast could not convert it to FP16 ({exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+                ) from exc
         extra = {"fp16": {"keep_fp32_ops": list(keep_ops), "keep_fp32_nodes": list(keep_nodes)}}
         if trt_version:
             converted = fit_for_trt(converted, trt_version, output, log=log)
@@ -145,8 +150,11 @@ def calibration_array(calib: str, meta: dict, size: int, seed: int = 0, log=prin
     if size > len(split):
         import sys
 
-        print(f"warning: --calib-size {size}: calibration data {calib!r} has only {len(split)} training images; "
-              "calibrating on all of them", file=sys.stderr)
+        print(
+            f"warning: --calib-size {size}: calibration data {calib!r} has only {len(split)} training images; "
+            "calibrating on all of them",
+            file=sys.stderr,
+        )
     idx = np.sort(np.random.default_rng(seed).choice(len(split), size=min(size, len(split)), replace=False))
     images = [img for img in (split.load(int(i)) for i in idx) if img is not None]
     if not images:
@@ -172,7 +180,7 @@ class _Reader:
         if self.i >= len(self.x):
             self.bar.close()
             return None
-        chunk = self.x[self.i:self.i + self.batch]
+        chunk = self.x[self.i : self.i + self.batch]
         self.i += len(chunk)
         self.bar.update(len(chunk))
         return {self.name: chunk}
@@ -184,8 +192,11 @@ class _Reader:
         self.i = start_index
 
 
-@dataclass
+@dataclass(frozen=True)
 class Int8Options:
+    """How an INT8 model is calibrated and laid out: `fertrt quantize`'s options, and what build-engine, pack and the
+    demo quantize with. Checked when made (from the command line or in Python), with errors that name the option."""
+
     calib: str = ""
     calib_size: int = 512
     method: str = "entropy"
@@ -201,31 +212,56 @@ class Int8Options:
     fp32_rest: bool = False  # tensorrt target: keep what is not quantized in FP32 (default FP16)
     scales_from: str | None = None  # tensorrt target: take activation scales from this TensorRT calibration cache
 
+    def __post_init__(self):
+        CALIB_SIZE.check(self.calib_size, "--calib-size")
+        check_choice(self.method, CALIB_METHODS, "--calib-method")
+        CALIB_PERCENTILE.check(self.percentile, "--percentile")
+        CALIB_SEED.check(self.seed, "--seed")
+        check_choice(self.target, QUANTIZE_TARGETS, "--target")
+        if self.trt_version is not None:
+            parse_trt_version(self.trt_version)
+        if self.target == "tensorrt" and self.quantize_add:
+            raise FertrtError(
+                "--quantize-add is for --target onnxruntime; the tensorrt layout already puts Q/DQ on the "
+                "residual input of Conv->Add (NVIDIA's placement rules)"
+            )
+        if self.scales_from and self.target != "tensorrt":
+            raise FertrtError("--calib-cache (scales from a TensorRT calibration cache) needs --target tensorrt")
 
-def calibration_key(model_sha: str, calib: str, method: str, size: int, percentile: float, seed: int, calib_sha: str | None = None,
-                    tensors=None) -> str:
-    blob = json.dumps([model_sha, calib, calib_sha, method, size, percentile if method == "percentile" else None, seed,
-                       sorted(tensors) if tensors else None])
+
+def calibration_key(
+    model_sha: str,
+    calib: str,
+    method: str,
+    size: int,
+    percentile: float,
+    seed: int,
+    calib_sha: str | None = None,
+    tensors=None,
+) -> str:
+    blob = json.dumps(
+        [
+            model_sha,
+            calib,
+            calib_sha,
+            method,
+            size,
+            percentile if method == "percentile" else None,
+            seed,
+            sorted(tensors) if tensors else None,
+        ]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _ort_method(method):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
-
-
-def _check_opts(opts: Int8Options):
-    if opts.target not in TARGETS:
-        raise FertrtError(f"--target {opts.target!r}: expected one of {', '.join(TARGETS)}")
-    if opts.method not in CALIB_METHODS:
-        raise FertrtError(f"--calib-method {opts.method!r}: expected one of {', '.join(CALIB_METHODS)}")
-    check_int8_options(opts.calib_size, opts.method, opts.percentile)
-    if opts.target == "tensorrt" and opts.quantize_add:
-        raise FertrtError("--quantize-add is for --target onnxruntime; the tensorrt layout already puts Q/DQ on the residual "
-                          "input of Conv->Add (NVIDIA's placement rules)")
-    if opts.scales_from and opts.target != "tensorrt":
-        raise FertrtError("--calib-cache (scales from a TensorRT calibration cache) needs --target tensorrt")
+    return {
+        "entropy": CalibrationMethod.Entropy,
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
 
 
 def _split_exclude(model, opts: Int8Options) -> tuple[list[str], list[str]]:
@@ -268,12 +304,19 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
     from onnxruntime.quantization import create_calibrator
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    _check_opts(opts)
     if not opts.calib:
         raise FertrtError("INT8 needs calibration data: --calib-data SPEC (e.g. synth) or a preprocessed .npy array")
     ops = calibrated_op_types(opts)
-    key = calibration_key(sha256_file(src), opts.calib, opts.method, opts.calib_size, opts.percentile, opts.seed,
-                          calibration_fingerprint(opts.calib), tensors=ops)
+    key = calibration_key(
+        sha256_file(src),
+        opts.calib,
+        opts.method,
+        opts.calib_size,
+        opts.percentile,
+        opts.seed,
+        calibration_fingerprint(opts.calib),
+        tensors=ops,
+    )
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else fileio.cache_dir("calibration")
     cache = cache_dir / f"{key}.json"
     if cache.is_file():
@@ -286,8 +329,13 @@ def calibrate(src, model, meta, opts: Int8Options, log=print) -> Path:
     if opts.method == "percentile":
         extra["percentile"] = opts.percentile
     with private_tempdir("fertrt-calib-") as tmp:
-        calibrator = create_calibrator(_private_copy(model, tmp), ops, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=_ort_method(opts.method), extra_options=extra)
+        calibrator = create_calibrator(
+            _private_copy(model, tmp),
+            ops,
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_ort_method(opts.method),
+            extra_options=extra,
+        )
         with _quiet_ort():
             calibrator.collect_data(_Reader(x, model.graph.input[0].name, desc=f"calibrating ({opts.method})"))
             ranges = calibrator.compute_data()
@@ -313,12 +361,16 @@ def read_ranges(cache_path) -> dict[str, float]:
             lo, hi = td.range_value
             out[name] = float(max(abs(float(np.asarray(lo).max())), abs(float(np.asarray(hi).max()))))
     except Exception as exc:  # noqa: BLE001 - json, KeyError, TypeError, ValueError from a damaged file
-        raise FertrtError(f"{cache_path}: damaged calibration range cache ({exc.__class__.__name__}: {str(exc)[:100]}); "
-                          "delete it and fertrt calibrates again") from exc
+        raise FertrtError(
+            f"{cache_path}: damaged calibration range cache ({exc.__class__.__name__}: {str(exc)[:100]}); "
+            "delete it and fertrt calibrates again"
+        ) from exc
     bad = [n for n, v in out.items() if not np.isfinite(v)]
     if not out or bad:
-        raise FertrtError(f"{cache_path}: damaged calibration range cache ({'no ranges' if not out else 'non-finite range for ' + bad[0]}); "
-                          "delete it and fertrt calibrates again")
+        raise FertrtError(
+            f"{cache_path}: damaged calibration range cache ({'no ranges' if not out else 'non-finite range for ' + bad[0]}); "
+            "delete it and fertrt calibrates again"
+        )
     return out
 
 
@@ -334,7 +386,9 @@ def ranges_from_trt_cache(path) -> dict[str, float]:
         raise FertrtError(f"--calib-cache {path}: {exc}") from exc
     bad = [n for n, s in scales.items() if not (np.isfinite(s) and s > 0)]
     if not scales or bad:
-        raise FertrtError(f"--calib-cache {path}: {'no scales' if not scales else 'scale of ' + bad[0] + ' is not a positive number'}")
+        raise FertrtError(
+            f"--calib-cache {path}: {'no scales' if not scales else 'scale of ' + bad[0] + ' is not a positive number'}"
+        )
     return {n: s * 127.0 for n, s in scales.items()}
 
 
@@ -346,10 +400,21 @@ def _quantize_ort(copy: Path, tmp: Path, model, opts: Int8Options, cache: Path, 
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     tmp_out = Path(tmp) / "int8.onnx"
     with _quiet_ort():
-        quantize_static(str(copy), str(tmp_out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=ops, per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=exclude, calibrate_method=_ort_method(opts.method),
-                        extra_options=extra, calibration_cache_path=str(cache))
+        quantize_static(
+            str(copy),
+            str(tmp_out),
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_quantize=nodes_to_quantize,
+            nodes_to_exclude=exclude,
+            calibrate_method=_ort_method(opts.method),
+            extra_options=extra,
+            calibration_cache_path=str(cache),
+        )
     return onnx.load(str(tmp_out)), exclude, ops
 
 
@@ -357,9 +422,16 @@ def _modelopt_job(copy: Path, out: Path, scales: Path, model, opts: Int8Options,
     excl_ops, excl_names = _split_exclude(model, opts)
     if opts.keep_classifier:
         excl_names += [n for n in classifier_nodes(model) if n not in excl_names]
-    return {"src": str(copy), "out": str(out), "calib_npy": None, "trt_cache": str(scales), "nodes_to_exclude": excl_names,
-            "op_types_to_exclude": excl_ops, "nodes_to_quantize": nodes_to_quantize,
-            "high_precision": "fp32" if opts.fp32_rest else "fp16"}
+    return {
+        "src": str(copy),
+        "out": str(out),
+        "calib_npy": None,
+        "trt_cache": str(scales),
+        "nodes_to_exclude": excl_names,
+        "op_types_to_exclude": excl_ops,
+        "nodes_to_quantize": nodes_to_quantize,
+        "high_precision": "fp32" if opts.fp32_rest else "fp16",
+    }
 
 
 def _write_scales(ranges: dict[str, float], path: Path) -> Path:
@@ -376,8 +448,10 @@ def int8_ranges(src, model, meta, opts: Int8Options, log=print) -> tuple[dict[st
         ranges = ranges_from_trt_cache(opts.scales_from)
         tensors = {t for n in model.graph.node for t in list(n.input) + list(n.output)}
         if not set(ranges) & tensors:  # every scale would be ignored: the result would be a quietly uncalibrated model
-            raise FertrtError(f"--calib-cache {opts.scales_from}: none of its {len(ranges)} tensor names is a tensor of {src}; "
-                              "it was written for another model (calibrate this one with --calib-data instead)")
+            raise FertrtError(
+                f"--calib-cache {opts.scales_from}: none of its {len(ranges)} tensor names is a tensor of {src}; "
+                "it was written for another model (calibrate this one with --calib-data instead)"
+            )
         return ranges, None
     cache = calibrate(src, model, meta, opts, log=log)
     return read_ranges(cache), cache
@@ -387,25 +461,32 @@ def quantize_int8_variants(src, variants: list[tuple[Path, list[str]]], opts: In
     """Several INT8 models of one source, each quantizing only the listed nodes (sensitivity's per-layer
     models); calibrated once, and for the tensorrt target made by one ModelOpt process."""
     if opts.target == "onnxruntime":
-        return [quantize_int8(src, out, opts, force=True, log=lambda *_: None, nodes_to_quantize=nodes) for out, nodes in variants]
+        return [
+            quantize_int8(src, out, opts, force=True, log=lambda *_: None, nodes_to_quantize=nodes)
+            for out, nodes in variants
+        ]
     import onnx
 
     from .modelopt_int8 import require_modelopt, run_jobs
 
-    _check_opts(opts)
     require_modelopt("--target tensorrt")
     model, meta = load_source(src)
     ranges, cache = int8_ranges(src, model, meta, opts, log=log)
     with private_tempdir("fertrt-q-") as tmp:
         tmp = Path(tmp)
         copy, scales = _private_copy(model, tmp), _write_scales(ranges, tmp / "scales.cache")
-        jobs = [_modelopt_job(copy, tmp / f"v{k}.onnx", scales, model, opts, nodes) for k, (_, nodes) in enumerate(variants)]
+        jobs = [
+            _modelopt_job(copy, tmp / f"v{k}.onnx", scales, model, opts, nodes) for k, (_, nodes) in enumerate(variants)
+        ]
         results = run_jobs(jobs, tmp, log=log)
         outs = []
         for k, ((out, nodes), res) in enumerate(zip(variants, results)):
             if not res["ok"]:
                 raise FertrtError(f"{src}: ModelOpt could not quantize {', '.join(nodes)} ({res['error']})")
-            meta_extra = {"calibration": {"method": opts.method, "nodes_to_quantize": nodes}, "quantize_target": opts.target}
+            meta_extra = {
+                "calibration": {"method": opts.method, "nodes_to_quantize": nodes},
+                "quantize_target": opts.target,
+            }
             outs.append(_finish(onnx.load(str(tmp / f"v{k}.onnx")), meta, src, "int8", out, meta_extra, True))
     return outs
 
@@ -415,7 +496,6 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
     beside it (for --legacy-int8 on TensorRT 8.x), unless only some nodes are quantized."""
     import onnx
 
-    _check_opts(opts)
     opts = _fit_options(opts, log)
     if opts.target == "tensorrt":
         from .modelopt_int8 import require_modelopt, run_jobs
@@ -427,8 +507,12 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
     trt_path = None
     if nodes_to_quantize is None:
         trt_path = Path(opts.trt_cache) if opts.trt_cache else Path(str(output) + ".calib.cache")
-        check_output(trt_path, overwrite=force, inputs=(src, output) + ((opts.scales_from,) if opts.scales_from else ()),
-                     option="--trt-cache")
+        check_output(
+            trt_path,
+            overwrite=force,
+            inputs=(src, output) + ((opts.scales_from,) if opts.scales_from else ()),
+            option="--trt-cache",
+        )
     elif not opts.calib and not opts.scales_from:
         raise FertrtError("INT8 needs calibration data: --calib-data SPEC (e.g. synth) or a preprocessed .npy array")
     with output_lock(output, "quantized model"):
@@ -440,18 +524,30 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
             if opts.target == "onnxruntime":
                 qmodel, exclude, ops = _quantize_ort(copy, tmp, model, opts, cache, nodes_to_quantize)
             else:
-                job = _modelopt_job(copy, tmp / "int8.onnx", _write_scales(ranges, tmp / "scales.cache"), model, opts, nodes_to_quantize)
+                job = _modelopt_job(
+                    copy, tmp / "int8.onnx", _write_scales(ranges, tmp / "scales.cache"), model, opts, nodes_to_quantize
+                )
                 [res] = run_jobs([job], tmp, log=log)
                 if not res["ok"]:
-                    raise FertrtError(f"{src}: ModelOpt could not quantize it ({res['error']}); --target onnxruntime still works")
+                    raise FertrtError(
+                        f"{src}: ModelOpt could not quantize it ({res['error']}); --target onnxruntime still works"
+                    )
                 qmodel = onnx.load(str(tmp / "int8.onnx"))
                 exclude, ops = job["nodes_to_exclude"] + job["op_types_to_exclude"], "ModelOpt INT8 placement"
         seconds = time.perf_counter() - t0
         n_q = sum(1 for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
-        calib_meta = {"method": opts.method, "size": opts.calib_size, "data": opts.calib, "seed": opts.seed,
-                      "percentile": opts.percentile if opts.method == "percentile" else None,
-                      "range_cache": str(cache) if cache else None, "scales_from": opts.scales_from,
-                      "excluded_nodes": exclude, "quantized_op_types": ops, "seconds": round(seconds, 2)}
+        calib_meta = {
+            "method": opts.method,
+            "size": opts.calib_size,
+            "data": opts.calib,
+            "seed": opts.seed,
+            "percentile": opts.percentile if opts.method == "percentile" else None,
+            "range_cache": str(cache) if cache else None,
+            "scales_from": opts.scales_from,
+            "excluded_nodes": exclude,
+            "quantized_op_types": ops,
+            "seconds": round(seconds, 2),
+        }
         extra = {"calibration": calib_meta, "quantize_target": opts.target}
         if opts.target == "tensorrt":
             extra["int8_rest_precision"] = "fp32" if opts.fp32_rest else "fp16"
@@ -463,8 +559,10 @@ def quantize_int8(src, output, opts: Int8Options, force=False, log=print, nodes_
             from .trt_calib_cache import write_trt_calibration_cache
 
             write_trt_calibration_cache(ranges, trt_path, opts.trt_version, log=log)
-            log(f"wrote {out} (INT8 Q/DQ for {opts.target}: {n_q} quantize nodes, {len(exclude)} nodes/op types kept out) "
-                f"and TensorRT calibration cache {trt_path}")
+            log(
+                f"wrote {out} (INT8 Q/DQ for {opts.target}: {n_q} quantize nodes, {len(exclude)} nodes/op types kept out) "
+                f"and TensorRT calibration cache {trt_path}"
+            )
     return out
 
 
@@ -481,8 +579,10 @@ def _fit_options(opts: Int8Options, log=print) -> Int8Options:
         return opts
     if parser_support(opts.trt_version)["opset_max"] >= 19:
         return opts
-    log(f"note: TensorRT {opts.trt_version}'s ONNX parser takes opsets up to 17, where Q/DQ read FP32 only: what is "
-        "not quantized stays FP32 in this graph (--int8-fp32-rest); TensorRT can still run it in FP16 with its FP16 flag")
+    log(
+        f"note: TensorRT {opts.trt_version}'s ONNX parser takes opsets up to 17, where Q/DQ read FP32 only: what is "
+        "not quantized stays FP32 in this graph (--int8-fp32-rest); TensorRT can still run it in FP16 with its FP16 flag"
+    )
     return dataclasses.replace(opts, fp32_rest=True)
 
 
@@ -491,8 +591,12 @@ def trt_parser_meta(trt_version) -> dict:
     from .targets import parser_support
 
     sup = parser_support(trt_version)
-    return {"tensorrt": str(trt_version), "table": sup["table"], "source_tag": sup["source_tag"],
-            "opset_max": sup["opset_max"]}
+    return {
+        "tensorrt": str(trt_version),
+        "table": sup["table"],
+        "source_tag": sup["source_tag"],
+        "opset_max": sup["opset_max"],
+    }
 
 
 def _ort_outputs(model, x):
@@ -522,14 +626,17 @@ def lower_opset(model, opset: int, what):
         lowered = version_converter.convert_version(model, opset)
         onnx.checker.check_model(lowered, full_check=True)
     except Exception as exc:  # noqa: BLE001 - the converter raises assorted types for ops it cannot lower
-        raise FertrtError(f"{what}: cannot lower the graph from opset {have} to {opset} ({exc.__class__.__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise FertrtError(
+            f"{what}: cannot lower the graph from opset {have} to {opset} ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
     x = _probe_input(model)
     for ref, got in zip(_ort_outputs(model, x), _ort_outputs(lowered, x)):
         ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
         if ref.shape != got.shape or np.abs(ref - got).max() > 1e-4 * (1.0 + np.abs(ref).max()):
-            raise FertrtError(f"{what}: lowering the graph from opset {have} to {opset} changed its outputs; "
-                              "not written")
+            raise FertrtError(
+                f"{what}: lowering the graph from opset {have} to {opset} changed its outputs; not written"
+            )
     return lowered
 
 
@@ -540,8 +647,10 @@ def fit_for_trt(model, trt_version, what, log=print):
 
     top = parser_support(trt_version)["opset_max"]
     if default_opset(model) > top:
-        log(f"note: TensorRT {trt_version}'s ONNX parser takes opsets up to {top}: lowering the graph from opset "
-            f"{default_opset(model)} (outputs checked unchanged on ONNX Runtime)")
+        log(
+            f"note: TensorRT {trt_version}'s ONNX parser takes opsets up to {top}: lowering the graph from opset "
+            f"{default_opset(model)} (outputs checked unchanged on ONNX Runtime)"
+        )
         model = lower_opset(model, top, what)
     check_parseable(model, trt_version, what)
     return oldest_ir(model)
@@ -562,4 +671,3 @@ def oldest_ir(model):
     restamped.ir_version = ir
     onnx.checker.check_model(restamped, full_check=True)
     return restamped
-

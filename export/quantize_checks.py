@@ -1,6 +1,7 @@
 """What `fertrt quantize` checks before it spends minutes calibrating: the source is an FP32 graph
-from fertrt export whose metadata can be believed, the options are in range, the calibration files
-are readable, and the cache key covers what the calibration actually read."""
+from fertrt export whose metadata can be believed, the calibration files are readable, and the cache
+key covers what the calibration actually read. (The options check themselves: quantize.Int8Options.)"""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,15 +14,7 @@ import numpy as np
 
 from fertrt.errors import FertrtError
 
-CALIB_SIZE_MAX = 100_000  # beyond this the ORT calibrator's histograms stop fitting in memory on an edge host
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLinear"}
-
-
-def check_int8_options(calib_size: int, method: str, percentile: float):
-    if not isinstance(calib_size, int) or isinstance(calib_size, bool) or not 1 <= calib_size <= CALIB_SIZE_MAX:
-        raise FertrtError(f"--calib-size {calib_size!r}: expected a whole number of images from 1 to {CALIB_SIZE_MAX}")
-    if method == "percentile" and not (isinstance(percentile, (int, float)) and math.isfinite(percentile) and 0 < percentile <= 100):
-        raise FertrtError(f"--percentile {percentile!r}: expected a number in (0, 100], e.g. 99.99")
 
 
 def source_metadata(model, src) -> dict:
@@ -35,31 +28,51 @@ def source_metadata(model, src) -> dict:
     except FertrtError as exc:
         raise FertrtError(f"{src}: {exc}") from None
     if not meta or "preprocess" not in meta:
-        raise FertrtError(f"{src}: has no fertrt metadata (preprocessing, class names); quantize an ONNX file written by "
-                          "`fertrt export`")
+        raise FertrtError(
+            f"{src}: has no fertrt metadata (preprocessing, class names); quantize an ONNX file written by "
+            "`fertrt export`"
+        )
     precision = meta.get("precision", "fp32")
     ops = {n.op_type for n in model.graph.node}
     if precision != "fp32" or ops & _QDQ_OPS:
-        what = {"fp16": "an FP16 model", "int8": "an INT8 model"}.get(precision, "quantized (it has Q/DQ nodes or says so in its metadata)")
-        raise FertrtError(f"{src}: is already {what}; quantize the FP32 ONNX from `fertrt export` instead "
-                          "(re-quantizing compounds the rounding of both passes)")
+        what = {"fp16": "an FP16 model", "int8": "an INT8 model"}.get(
+            precision, "quantized (it has Q/DQ nodes or says so in its metadata)"
+        )
+        raise FertrtError(
+            f"{src}: is already {what}; quantize the FP32 ONNX from `fertrt export` instead "
+            "(re-quantizing compounds the rounding of both passes)"
+        )
     if any(t.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) for t in model.graph.initializer):
-        raise FertrtError(f"{src}: holds FP16/BF16 weights, so it is not the FP32 graph from `fertrt export`; quantize that one")
+        raise FertrtError(
+            f"{src}: holds FP16/BF16 weights, so it is not the FP32 graph from `fertrt export`; quantize that one"
+        )
     names = meta.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise FertrtError(f"{src}: metadata fertrt.class_names should be a JSON list of class names, found {str(names)[:80]!r}")
+        raise FertrtError(
+            f"{src}: metadata fertrt.class_names should be a JSON list of class names, found {str(names)[:80]!r}"
+        )
     pre = meta.get("preprocess")
     if not isinstance(pre, dict):
         raise FertrtError(f"{src}: metadata fertrt.preprocess should be a JSON object, found {str(pre)[:80]!r}")
     size = pre.get("input_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 8192 for v in size)):
-        raise FertrtError(f"{src}: metadata input_size {str(size)[:40]!r}: expected [height, width] of positive whole numbers")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 8192 for v in size)
+    ):
+        raise FertrtError(
+            f"{src}: metadata input_size {str(size)[:40]!r}: expected [height, width] of positive whole numbers"
+        )
     channels = pre.get("channels")
     if channels not in (1, 3):
         raise FertrtError(f"{src}: metadata channels {str(channels)[:20]!r}: expected 1 or 3")
     for key in ("mean", "std"):
         vals = pre.get(key)
-        if not (isinstance(vals, list) and len(vals) == channels and all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals)):
+        if not (
+            isinstance(vals, list)
+            and len(vals) == channels
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals)
+        ):
             raise FertrtError(f"{src}: metadata {key} {str(vals)[:60]!r}: expected {channels} finite numbers")
     if any(v <= 0 for v in pre["std"]):
         raise FertrtError(f"{src}: metadata std {pre['std']}: every value must be > 0 (inputs are divided by it)")
@@ -88,11 +101,15 @@ def _check_classifier_graph(model, src, names) -> None:
         dims = next((o.type.tensor_type.shape.dim for o in inferred.graph.output if o.name == logits.name), dims)
     shape = [d.dim_value if d.HasField("dim_value") else "N" for d in dims]
     if shape and len(shape) != 2:
-        raise FertrtError(f"{src}: its output {logits.name!r} has shape {shape}; a classifier gives logits N x K "
-                          f"(K = {len(names)} classes in its metadata)")
+        raise FertrtError(
+            f"{src}: its output {logits.name!r} has shape {shape}; a classifier gives logits N x K "
+            f"(K = {len(names)} classes in its metadata)"
+        )
     if len(shape) == 2 and isinstance(shape[1], int) and shape[1] != len(names):
-        raise FertrtError(f"{src}: the graph gives {shape[1]} logits but its metadata names {len(names)} classes; "
-                          "the metadata does not belong to this graph")
+        raise FertrtError(
+            f"{src}: the graph gives {shape[1]} logits but its metadata names {len(names)} classes; "
+            "the metadata does not belong to this graph"
+        )
 
 
 def load_calibration_npy(path, want: tuple, size: int) -> np.ndarray:
@@ -103,11 +120,17 @@ def load_calibration_npy(path, want: tuple, size: int) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:
-        raise FertrtError(f"{path}: not a readable .npy array ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise FertrtError(
+            f"{path}: not a readable .npy array ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
-        raise FertrtError(f"{path}: calibration array has dtype {getattr(arr, 'dtype', type(arr).__name__)}; expected float32 inputs")
+        raise FertrtError(
+            f"{path}: calibration array has dtype {getattr(arr, 'dtype', type(arr).__name__)}; expected float32 inputs"
+        )
     if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(want):
-        raise FertrtError(f"{path}: calibration array has shape {tuple(arr.shape)}; the model expects N x {want[0]} x {want[1]} x {want[2]}")
+        raise FertrtError(
+            f"{path}: calibration array has shape {tuple(arr.shape)}; the model expects N x {want[0]} x {want[1]} x {want[2]}"
+        )
     if len(arr) == 0:
         raise FertrtError(f"{path}: the calibration set is empty")
     out = np.ascontiguousarray(arr[:size], dtype=np.float32)

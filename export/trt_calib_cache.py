@@ -6,6 +6,7 @@ float32 scale>` line per tensor, scale = amax / 127. The tag is the reading Tens
 TensorRT ignores a cache whose tag is not its own and calibrates again (which needs images), so the
 header must name the TensorRT that will read the cache: `--trt-version`, else the installed one.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,9 @@ def parse_trt_version(text: str | int) -> tuple[int, int, int]:
     elif re.fullmatch(r"\d{6}", s) and int(s) // 10000 >= 10:
         major, minor, patch = int(s) // 10000, int(s) % 10000 // 100, int(s) % 100
     else:
-        raise FertrtError(f"--trt-version {s!r}: expected a TensorRT version like 8.6.1 or 10.3.0 (or its cache tag, 8601 or 100300)")
+        raise FertrtError(
+            f"--trt-version {s!r}: expected a TensorRT version like 8.6.1 or 10.3.0 (or its cache tag, 8601 or 100300)"
+        )
     if not 8 <= major <= 11:  # 99.0 would write a header no TensorRT reads
         raise FertrtError(f"--trt-version {s!r}: fertrt supports TensorRT 8.5 to 11.x")
     return major, minor, patch
@@ -59,9 +62,11 @@ def resolve_trt_version(requested: str | int | None, log=print) -> str:
     here = installed_trt_version()
     if here:
         return here
-    log(f"note: no TensorRT here and no --trt-version: the TensorRT calibration cache is written for TensorRT {FALLBACK_TRT_VERSION}; "
+    log(
+        f"note: no TensorRT here and no --trt-version: the TensorRT calibration cache is written for TensorRT {FALLBACK_TRT_VERSION}; "
         "TensorRT ignores a cache made for another version, so pass --trt-version with your device's version "
-        "(JetPack 5.1: 8.5.2, JetPack 6.0: 8.6.2, JetPack 6.1/6.2: 10.3.0)")
+        "(JetPack 5.1: 8.5.2, JetPack 6.0: 8.6.2, JetPack 6.1/6.2: 10.3.0)"
+    )
     return FALLBACK_TRT_VERSION
 
 
@@ -95,4 +100,3 @@ def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
             raise FertrtError(f"malformed calibration cache line {line[:80]!r} (expected 'tensor: 8 hex digits')")
         scales[name] = struct.unpack(">f", bytes.fromhex(hexval.strip()))[0]
     return lines[0].strip(), scales
-

@@ -1,4 +1,5 @@
 """Handlers of the `fertrt` subcommands. Heavy imports stay inside each handler."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,15 @@ def cmd_models(args):
         model = create_model(name)
         pre = model.default_cfg.preprocess
         macs = None if args.no_macs else count_macs(model)
-        rows.append((name, f"{pre.channels}x{pre.input_size[0]}x{pre.input_size[1]}", count_params(model), macs,
-                     model.default_cfg.description))
+        rows.append(
+            (
+                name,
+                f"{pre.channels}x{pre.input_size[0]}x{pre.input_size[1]}",
+                count_params(model),
+                macs,
+                model.default_cfg.description,
+            )
+        )
     print(f"{'model':<20} {'input':<12} {'params':>12} {'MACs':>16}  description")
     for name, inp, params, macs, desc in rows:
         mac_text = "-" if macs is None else f"{macs:,}"

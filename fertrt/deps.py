@@ -5,6 +5,7 @@ They are not hard dependencies on purpose: a pip-installed opencv-python-headles
 shadow JetPack's own cv2 (built with GStreamer, which camera pipelines such as nvarguscamerasrc need) and
 NVIDIA's Jetson build of onnxruntime-gpu. Every device command imports them through `require`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,26 +31,31 @@ def jetpack_series(path="/etc/nv_tegra_release") -> str | None:
 
 def _jetson_help(module: str, jetpack: str) -> str:
     """How to get a device package on a Jetson: JetPack's own build first, never a wheel that shadows it."""
-    venv = ("in a virtual environment, make it with `python3 -m venv --system-site-packages` so that "
-            "JetPack's packages stay visible")
+    venv = (
+        "in a virtual environment, make it with `python3 -m venv --system-site-packages` so that "
+        "JetPack's packages stay visible"
+    )
     if module == "cv2":
-        return (f"JetPack's OpenCV (with GStreamer, for CSI/USB cameras): `sudo apt install python3-opencv` "
-                f"(or nvidia-opencv); {venv}. `pip install \"opencv-python-headless<5\"` also works for files, "
-                "but has no GStreamer, so camera pipelines will not open")
+        return (
+            f"JetPack's OpenCV (with GStreamer, for CSI/USB cameras): `sudo apt install python3-opencv` "
+            f'(or nvidia-opencv); {venv}. `pip install "opencv-python-headless<5"` also works for files, '
+            "but has no GStreamer, so camera pipelines will not open"
+        )
     if module == "onnxruntime":
         index = {"6": " (index https://pypi.jetson-ai-lab.io/jp6/cu126)"}.get(jetpack, "")
-        return (f"NVIDIA's Jetson build of onnxruntime-gpu for JetPack {jetpack}{index}, from the Jetson Zoo / "
-                "Jetson AI Lab wheels; or `pip install onnxruntime` (CPU only)")
+        return (
+            f"NVIDIA's Jetson build of onnxruntime-gpu for JetPack {jetpack}{index}, from the Jetson Zoo / "
+            "Jetson AI Lab wheels; or `pip install onnxruntime` (CPU only)"
+        )
     if module == "tensorrt":
-        return (f"JetPack {jetpack} ships TensorRT: `sudo apt install python3-libnvinfer` (or nvidia-tensorrt); "
-                f"{venv}")
-    return f"`pip install \"fertrt[jetson]\" -c constraints/jetpack-{jetpack}.txt` from the fertrt repository"
+        return f"JetPack {jetpack} ships TensorRT: `sudo apt install python3-libnvinfer` (or nvidia-tensorrt); {venv}"
+    return f'`pip install "fertrt[jetson]" -c constraints/jetpack-{jetpack}.txt` from the fertrt repository'
 
 
 def _desktop_help(module: str) -> str:
     if module == "tensorrt":
-        return "`pip install \"fertrt[trt]\"` (NVIDIA's tensorrt wheels with pycuda) on a desktop GPU host"
-    return f"`pip install \"fertrt[desktop]\"` (or `pip install {PIP_NAMES.get(module, module)}`)"
+        return '`pip install "fertrt[trt]"` (NVIDIA\'s tensorrt wheels with pycuda) on a desktop GPU host'
+    return f'`pip install "fertrt[desktop]"` (or `pip install {PIP_NAMES.get(module, module)}`)'
 
 
 def install_help(module: str, jetpack: str | None = None) -> str:
@@ -64,5 +70,6 @@ def require(module: str, purpose: str):
     except ImportError as exc:
         missing = getattr(exc, "name", None) in (module, None) and "No module named" in str(exc)
         state = "is not installed" if missing else f"is installed but does not import ({exc})"
-        raise FertrtError(f"{purpose} needs the Python module {module!r}, which {state}. "
-                          f"Install: {install_help(module)}") from None
+        raise FertrtError(
+            f"{purpose} needs the Python module {module!r}, which {state}. Install: {install_help(module)}"
+        ) from None

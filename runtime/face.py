@@ -1,4 +1,5 @@
 """Face detection, cropping, alignment and tracking for the face pipeline (numpy + OpenCV)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,16 +30,19 @@ class HaarDetector:
     def __init__(self, min_size: int = 40, scale_factor: float = 1.1, min_neighbors: int = 5):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml" if hasattr(cv2, "data") else None
         if path is None or not path.is_file():
-            raise FertrtError("OpenCV's Haar cascade haarcascade_frontalface_default.xml is not in this OpenCV install "
-                              "(OpenCV 5 wheels no longer ship it): install opencv-python-headless<5, use the default --detector "
-                              "blazeface, or --no-detect for pre-cropped faces")
+            raise FertrtError(
+                "OpenCV's Haar cascade haarcascade_frontalface_default.xml is not in this OpenCV install "
+                "(OpenCV 5 wheels no longer ship it): install opencv-python-headless<5, use the default --detector "
+                "blazeface, or --no-detect for pre-cropped faces"
+            )
         self.cascade = cv2.CascadeClassifier(str(path))
         self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         grey = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        boxes = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                              minSize=(self.min_size, self.min_size))
+        boxes = self.cascade.detectMultiScale(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size, self.min_size)
+        )
         return [Face(tuple(int(v) for v in b)) for b in (boxes if len(boxes) else [])]
 
 
@@ -53,8 +57,11 @@ class WholeImage:
         if min(h, w) < self.min_side:
             import sys
 
-            print(f"warning: a {w}x{h} image is too small to be a face crop (under {self.min_side} pixels a side); "
-                  "its label means nothing", file=sys.stderr)
+            print(
+                f"warning: a {w}x{h} image is too small to be a face crop (under {self.min_side} pixels a side); "
+                "its label means nothing",
+                file=sys.stderr,
+            )
         return [Face((0, 0, w, h))]
 
 
@@ -68,15 +75,24 @@ def cached_detector(name: str) -> Path:
 
     path = default_detector_path(name)
     if not path.is_file():
-        raise FertrtError(f"the {name} face detector is not in {path}: make it once with `fertrt detector export"
-                          f"{'' if name == 'blazeface-short' else ' --model ' + name}` on a machine with fertrt[train] "
-                          "and PyPI access (on a device: copy that .onnx there, pass --detector-model FILE, or use a "
-                          "`fertrt pack` folder); or --detector haar / --no-detect")
+        raise FertrtError(
+            f"the {name} face detector is not in {path}: make it once with `fertrt detector export"
+            f"{'' if name == 'blazeface-short' else ' --model ' + name}` on a machine with fertrt[train] "
+            "and PyPI access (on a device: copy that .onnx there, pass --detector-model FILE, or use a "
+            "`fertrt pack` folder); or --detector haar / --no-detect"
+        )
     return path
 
 
-def make_detector(kind: str = "blazeface", model_path=None, backend: str = "auto", provider: str = "cpu", log=print,
-                  threads: int | None = 1, **kwargs):
+def make_detector(
+    kind: str = "blazeface",
+    model_path=None,
+    backend: str = "auto",
+    provider: str = "cpu",
+    log=print,
+    threads: int | None = 1,
+    **kwargs,
+):
     """`none`, `haar`, a registered detector (its cached ONNX from `fertrt detector export`), or a detector
     file (`model_path`: .onnx from `fertrt detector export`, BlazeFace or YuNet, or a .engine from one).
     ONNX Runtime runs a detector on one intra-op thread by default: its batch-1 graph gains little from
@@ -162,7 +178,9 @@ class Tracker:
 
     def update(self, boxes, probs) -> list[tuple[int, np.ndarray]]:
         """boxes (list of x,y,w,h) and probs (N x K) of one frame -> [(track id, smoothed probs)] per box."""
-        pairs = sorted(((iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self.tracks)), reverse=True)
+        pairs = sorted(
+            ((iou(b, t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self.tracks)), reverse=True
+        )
         assigned, used = {}, set()
         for score, i, j in pairs:
             if score < self.min_iou or i in assigned or j in used:

@@ -3,6 +3,7 @@
 Values are strings; structured ones are JSON. Writing it is the export side's job (fertrt.export.metadata),
 which uses the same prefix and keys from here so that the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,17 @@ from typing import Dict
 from fertrt.errors import FertrtError
 
 PREFIX = "fertrt."
-JSON_KEYS = {"model_config", "class_names", "preprocess", "mean", "std", "input_size", "calibration", "export",
-             "explain_outputs"}
+JSON_KEYS = {
+    "model_config",
+    "class_names",
+    "preprocess",
+    "mean",
+    "std",
+    "input_size",
+    "calibration",
+    "export",
+    "explain_outputs",
+}
 
 
 def encode(meta: dict) -> Dict[str, str]:
@@ -24,7 +34,7 @@ def decode(props: Dict[str, str]) -> dict:
     for k, v in props.items():
         if not k.startswith(PREFIX):
             continue
-        key = k[len(PREFIX):]
+        key = k[len(PREFIX) :]
         if key in JSON_KEYS:
             try:
                 v = json.loads(v)

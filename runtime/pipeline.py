@@ -1,6 +1,7 @@
 """The face pipeline behind `fertrt infer`: decode -> detect (every frame, or every Nth frame of a
 video with the IoU tracker carrying faces in between) -> crop -> one FER batch per frame -> labels,
 JSON lines with per-stage timings, optional annotated images or videos."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +19,7 @@ from fertrt.errors import FertrtError
 from fertrt.fileio import atomic_path, check_output
 
 from .face import Tracker, crop_corners, crop_face
+from .options import InferOptions
 from .preprocess import IMAGE_SUFFIXES, read_image, to_rgb, write_image
 
 cv2 = require("cv2", "the face pipeline (images, videos, cameras)")
@@ -79,8 +81,10 @@ def plan_sources(inputs) -> list[Source]:
             elif _is_camera(str(q)):
                 streams.append(Source("camera", str(q), []))
             else:
-                raise FertrtError(f"{q}: no such file or folder (expected an image, a folder of images, a glob, a video file, "
-                                  "a camera index, /dev/videoN or a GStreamer pipeline)")
+                raise FertrtError(
+                    f"{q}: no such file or folder (expected an image, a folder of images, a glob, "
+                    "a video file, a camera index, /dev/videoN or a GStreamer pipeline)"
+                )
     out = [Source("images", "images", images, folders[0] if folders else None)] if images else []
     return out + streams
 
@@ -132,12 +136,15 @@ def plan_outputs(sources: list[Source], save=None, jsonl=None, summary_json=None
                 for f in s.files:
                     targets[(s.name, str(f))] = save / Path(f).name if folder_mode else save
             else:
-                stem = Path(s.name).stem if s.kind == "video" else "camera_" + "".join(c if c.isalnum() else "_" for c in s.name)[:40]
+                camera = "camera_" + "".join(c if c.isalnum() else "_" for c in s.name)[:40]
+                stem = Path(s.name).stem if s.kind == "video" else camera
                 targets[(s.name, None)] = save / f"{stem}.mp4" if folder_mode else save
         if folder_mode:
             if save.resolve() in input_dirs:
-                raise FertrtError(f"--save {save}: is a folder the input images are read from; annotated images would "
-                                  "replace them. Save into another folder")
+                raise FertrtError(
+                    f"--save {save}: is a folder the input images are read from; annotated images would "
+                    "replace them. Save into another folder"
+                )
             if save.exists() and not save.is_dir():
                 raise FertrtError(f"--save {save}: several inputs need a folder to save into, and this is a file")
             if not save.parent.is_dir():
@@ -150,8 +157,10 @@ def plan_outputs(sources: list[Source], save=None, jsonl=None, summary_json=None
             if r in input_files:
                 raise FertrtError(f"--save {save}: would write {t}, which is one of the inputs")
             if r in seen and folder_mode:
-                raise FertrtError(f"--save {save}: inputs {seen[r]} and {key[1] or key[0]} would both be saved as {t}; "
-                                  "save them in separate runs")
+                raise FertrtError(
+                    f"--save {save}: inputs {seen[r]} and {key[1] or key[0]} would both be saved as {t}; "
+                    "save them in separate runs"
+                )
             seen[r] = key[1] or key[0]
             if t.exists() and not force:
                 raise FertrtError(f"--save {save}: {t} exists (pass --force to replace it)")
@@ -195,10 +204,12 @@ def _image_frames(files):
 def _video_frames(cap, name, gstreamer=False):
     if not cap.isOpened():
         if gstreamer and not opencv_has_gstreamer():
-            raise FertrtError(f"{name}: cannot open this GStreamer pipeline: the OpenCV in use ({cv2.__version__}, "
-                              f"{Path(cv2.__file__).parent}) was built without GStreamer, as the "
-                              "opencv-python(-headless) wheels are. Use JetPack's OpenCV (`sudo apt install "
-                              "python3-opencv`; in a venv made with --system-site-packages) and uninstall the pip one")
+            raise FertrtError(
+                f"{name}: cannot open this GStreamer pipeline: the OpenCV in use ({cv2.__version__}, "
+                f"{Path(cv2.__file__).parent}) was built without GStreamer, as the "
+                "opencv-python(-headless) wheels are. Use JetPack's OpenCV (`sudo apt install "
+                "python3-opencv`; in a venv made with --system-site-packages) and uninstall the pip one"
+            )
         raise FertrtError(f"{name}: cannot open this video/camera with OpenCV")
     fps = cap.get(cv2.CAP_PROP_FPS) or None
     i = 0
@@ -267,44 +278,30 @@ class _VideoOut:
             self.tmp.unlink()
 
 
-def run(predictor, inputs, detector, *, save=None, jsonl=None, summary_json=None, force=False, margin=0.1, align=True,
-        regions=False, smooth_alpha=0.4, every=1, max_frames=None, log=print) -> dict:
-    """Run the pipeline over inputs (paths, globs, cameras); returns a summary (frames, faces, unreadable,
-    mean per-stage timings per frame, frames per second)."""
-    if every < 1:
-        raise FertrtError(f"--every {every}: expected 1 or more")
-    if margin < 0:
-        raise FertrtError(f"--margin {margin}: expected 0 or more")
-    if not 0 < smooth_alpha <= 1:
-        raise FertrtError(f"--smooth {smooth_alpha}: expected a weight in (0, 1]")
-    if max_frames is not None and max_frames < 1:
-        raise FertrtError(f"--max-frames {max_frames}: expected 1 or more")
+def run(predictor, inputs, detector, options: InferOptions | None = None, *, log=print, **fields) -> dict:
+    """Run the pipeline over inputs (paths, globs, cameras) with `options`, or InferOptions made from `fields`
+    (save=..., jsonl=..., margin=...); returns a summary (frames, faces, unreadable, mean per-stage timings per
+    frame, frames per second)."""
+    if options is None:
+        options = InferOptions(**fields)
+    elif fields:
+        raise TypeError(f"run() takes options or their fields, not both ({', '.join(fields)})")
     sources = plan_sources(inputs)
-    outputs = plan_outputs(sources, save, jsonl, summary_json, force)
+    outputs = plan_outputs(sources, options.save, options.jsonl, options.summary_json, options.force)
     if outputs.save_is_folder:
         outputs.save.mkdir(parents=True, exist_ok=True)
-    summary = {"frames": 0, "faces": 0, "unreadable": [], "detector": getattr(detector, "name", type(detector).__name__),
-               "every": every, "detector_passes": 0, "timings_ms": {}}
-    totals: dict[str, float] = {}
-    t_start = time.perf_counter()
+    state = _RunState(predictor, detector, options, outputs, log)
     with contextlib.ExitStack() as stack:
-        out_f = None
-        if jsonl:
-            out_f = stack.enter_context(open(stack.enter_context(atomic_path(jsonl)), "w"))
+        if options.jsonl:
+            state.jsonl = stack.enter_context(open(stack.enter_context(atomic_path(options.jsonl)), "w"))
         try:
             for source in sources:
-                if max_frames is not None and summary["frames"] >= max_frames:
+                if state.frame_limit_reached():
                     break
-                _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_start, margin=margin, align=align,
-                            regions=regions, smooth_alpha=smooth_alpha, every=every, max_frames=max_frames, log=log)
+                _run_source(state, source)
         except KeyboardInterrupt:
             log("interrupted: closing outputs so what was written stays readable")
-    seconds = time.perf_counter() - t_start
-    n = max(summary["frames"], 1)
-    summary["timings_ms"] = {k: v / n for k, v in totals.items()}
-    summary["seconds"] = seconds
-    summary["fps"] = summary["frames"] / seconds if seconds > 0 else 0.0
-    return summary
+    return state.finish()
 
 
 def face_record(face, result: dict, margin: float, align: bool, shift: float) -> dict:
@@ -318,69 +315,60 @@ def face_record(face, result: dict, margin: float, align: bool, shift: float) ->
     return rec
 
 
-def _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_start, *, margin, align, regions,
-                smooth_alpha, every, max_frames, log):
+class _RunState:
+    """What a run carries from frame to frame: the models, options and outputs, and the running totals."""
+
+    def __init__(self, predictor, detector, options: InferOptions, outputs: Outputs, log):
+        self.predictor, self.detector, self.options, self.outputs, self.log = predictor, detector, options, outputs, log
+        self.jsonl = None  # the open --jsonl file
+        self.margin = options.crop_margin(detector)
+        self.shift = getattr(getattr(detector, "cfg", None), "crop_shift", 0.0)
+        self.summary = {
+            "frames": 0,
+            "faces": 0,
+            "unreadable": [],
+            "detector": getattr(detector, "name", type(detector).__name__),
+            "every": options.every,
+            "detector_passes": 0,
+            "timings_ms": {},
+        }
+        self.totals: dict[str, float] = {}  # stage -> ms summed over frames
+        self.t_start = time.perf_counter()
+
+    def frame_limit_reached(self) -> bool:
+        return self.options.max_frames is not None and self.summary["frames"] >= self.options.max_frames
+
+    def finish(self) -> dict:
+        seconds = time.perf_counter() - self.t_start
+        summary = self.summary
+        summary["timings_ms"] = {k: v / max(summary["frames"], 1) for k, v in self.totals.items()}
+        summary["seconds"] = seconds
+        summary["fps"] = summary["frames"] / seconds if seconds > 0 else 0.0
+        return summary
+
+
+def _run_source(state: _RunState, source: Source) -> None:
+    """One image list, video or camera through the pipeline; an annotated video is kept when interrupted."""
     live = source.kind in ("video", "camera")
-    shift = getattr(getattr(detector, "cfg", None), "crop_shift", 0.0)
-    tracker = Tracker(alpha=smooth_alpha) if live else None
+    tracker = Tracker(alpha=state.options.smooth_alpha) if live else None
     video_out = None
     faces = []
     ok = False
     try:
         for frame in open_source(source):
-            if max_frames is not None and summary["frames"] >= max_frames:
+            if state.frame_limit_reached():
                 break
             if frame.image is None:
-                summary["unreadable"].append(frame.source)
-                log(f"skipped {frame.source}: not a readable image")
+                state.summary["unreadable"].append(frame.source)
+                state.log(f"skipped {frame.source}: not a readable image")
                 continue
-            t_frame = time.perf_counter()
-            t = {"decode": frame.decode_ms}
-            detected = not live or frame.index % every == 0
-            t["detect"] = 0.0
-            if detected:
-                t0 = time.perf_counter()
-                faces = detector.detect(frame.image)
-                t["detect"] = (time.perf_counter() - t0) * 1e3
-                summary["detector_passes"] += 1
-            t0 = time.perf_counter()
-            crops = [crop_face(frame.image, f, margin, align, shift) for f in faces]
-            t["crop"] = (time.perf_counter() - t0) * 1e3
-            results = predictor.predict(crops) if crops else []
-            t.update(predictor.last_timings if crops else {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0})
-            smoothed = tracker.update([f.box for f in faces], [[r["probabilities"][c] for c in predictor.class_names] for r in results]) \
-                if tracker is not None else [(None, None)] * len(results)
-            faces_out = []
-            for f, r, (track, probs) in zip(faces, results, smoothed):
-                rec = face_record(f, r, margin, align, shift)
-                if probs is not None:
-                    k = int(np.argmax(probs))
-                    rec.update({"track": track, "label": predictor.class_names[k], "class_id": k, "confidence": float(probs[k]),
-                                "probabilities": {c: float(v) for c, v in zip(predictor.class_names, probs)}})
-                faces_out.append(rec)
-            t["total"] = t["decode"] + (time.perf_counter() - t_frame) * 1e3
-            if detected and getattr(detector, "last_timings", None):
-                t.update(detector.last_timings)
-            summary["frames"] += 1
-            summary["faces"] += len(faces_out)
-            for k, v in t.items():
-                totals[k] = totals.get(k, 0.0) + v
-            if out_f is not None:
-                record = {"source": frame.source, "frame": frame.index, "detected": detected, "faces": faces_out,
-                          "timings_ms": {k: round(v, 3) for k, v in t.items()}}
-                out_f.write(json.dumps(record) + "\n")
-            if outputs.save is not None:
-                annotated = draw(frame.image, faces_out, regions)
-                if source.kind == "images":
-                    write_image(outputs.target(source, frame.source), cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))
-                else:
-                    if video_out is None:
-                        h, w = annotated.shape[:2]
-                        video_out = _VideoOut(outputs.target(source), frame.fps or 25.0, (w, h))
-                    video_out.writer.write(annotated)
-            if live and summary["frames"] % 30 == 0:
-                fps = summary["frames"] / (time.perf_counter() - t_start)
-                log(f"frame {summary['frames']}: {fps:.1f} fps, {len(faces_out)} faces")
+            detected = not live or frame.index % state.options.every == 0
+            faces, faces_out, timings = _label_frame(state, frame, faces, detected, tracker)
+            _record_frame(state, frame, detected, faces_out, timings)
+            video_out = _save_frame(state, source, frame, faces_out, video_out)
+            if live and state.summary["frames"] % 30 == 0:
+                fps = state.summary["frames"] / (time.perf_counter() - state.t_start)
+                state.log(f"frame {state.summary['frames']}: {fps:.1f} fps, {len(faces_out)} faces")
         ok = True
     except KeyboardInterrupt:
         ok = True  # keep what was written: the video stays playable
@@ -388,3 +376,83 @@ def _run_source(predictor, source, detector, outputs, out_f, summary, totals, t_
     finally:
         if video_out is not None:
             video_out.close(keep=ok)
+
+
+def _label_frame(state: _RunState, frame: Frame, faces: list, detected: bool, tracker):
+    """Detect (or carry the last frame's faces), crop, classify in one batch, smooth over time.
+    -> (faces, one record per face, per-stage timings in ms)."""
+    t_frame = time.perf_counter()
+    t = {"decode": frame.decode_ms, "detect": 0.0}
+    if detected:
+        t0 = time.perf_counter()
+        faces = state.detector.detect(frame.image)
+        t["detect"] = (time.perf_counter() - t0) * 1e3
+        state.summary["detector_passes"] += 1
+    t0 = time.perf_counter()
+    crops = [crop_face(frame.image, f, state.margin, state.options.align, state.shift) for f in faces]
+    t["crop"] = (time.perf_counter() - t0) * 1e3
+    results = state.predictor.predict(crops) if crops else []
+    t.update(state.predictor.last_timings if crops else {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0})
+    faces_out = _face_records(state, faces, results, tracker)
+    t["total"] = t["decode"] + (time.perf_counter() - t_frame) * 1e3
+    if detected and getattr(state.detector, "last_timings", None):
+        t.update(state.detector.last_timings)
+    return faces, faces_out, t
+
+
+def _face_records(state: _RunState, faces: list, results: list, tracker) -> list[dict]:
+    """face_record per face; on a video, the label and probabilities are the tracked face's smoothed ones."""
+    names = state.predictor.class_names
+    if tracker is None:
+        smoothed = [(None, None)] * len(results)
+    else:
+        smoothed = tracker.update([f.box for f in faces], [[r["probabilities"][c] for c in names] for r in results])
+    records = []
+    for f, r, (track, probs) in zip(faces, results, smoothed):
+        rec = face_record(f, r, state.margin, state.options.align, state.shift)
+        if probs is not None:
+            k = int(np.argmax(probs))
+            rec.update(
+                {
+                    "track": track,
+                    "label": names[k],
+                    "class_id": k,
+                    "confidence": float(probs[k]),
+                    "probabilities": {c: float(v) for c, v in zip(names, probs)},
+                }
+            )
+        records.append(rec)
+    return records
+
+
+def _record_frame(state: _RunState, frame: Frame, detected: bool, faces_out: list, timings: dict) -> None:
+    """Count the frame into the summary and write its --jsonl line."""
+    state.summary["frames"] += 1
+    state.summary["faces"] += len(faces_out)
+    for k, v in timings.items():
+        state.totals[k] = state.totals.get(k, 0.0) + v
+    if state.jsonl is not None:
+        record = {
+            "source": frame.source,
+            "frame": frame.index,
+            "detected": detected,
+            "faces": faces_out,
+            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+        }
+        state.jsonl.write(json.dumps(record) + "\n")
+
+
+def _save_frame(state: _RunState, source: Source, frame: Frame, faces_out: list, video_out):
+    """--save: an annotated image per image, or the frame appended to the source's video (opened on its first
+    frame, at the source's frame rate). -> the open video, if any."""
+    if state.outputs.save is None:
+        return video_out
+    annotated = draw(frame.image, faces_out, state.options.regions)
+    if source.kind == "images":
+        write_image(state.outputs.target(source, frame.source), cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))
+        return video_out
+    if video_out is None:
+        h, w = annotated.shape[:2]
+        video_out = _VideoOut(state.outputs.target(source), frame.fps or 25.0, (w, h))
+    video_out.writer.write(annotated)
+    return video_out

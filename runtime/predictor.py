@@ -1,4 +1,5 @@
 """`Predictor`: images in, labels and probabilities out, on any backend (torch-free)."""
+
 from __future__ import annotations
 
 import time

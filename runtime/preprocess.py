@@ -5,6 +5,7 @@ benchmarks all call these functions, so train and deploy cannot drift. numpy + O
 
 Convention: images travel as uint8 HxWx3 RGB (or HxW grey) arrays; model input is float32 NCHW.
 """
+
 from __future__ import annotations
 
 import json
@@ -149,7 +150,12 @@ def prepare_images(images, cfg: PreprocessConfig) -> np.ndarray:
 
 def preprocess(images, cfg: PreprocessConfig) -> np.ndarray:
     """Images (list or uint8 NxHxWx3 array, RGB) -> float32 NCHW model input."""
-    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:3] == tuple(cfg.input_size) and images.dtype == np.uint8:
+    if (
+        isinstance(images, np.ndarray)
+        and images.ndim == 4
+        and images.shape[1:3] == tuple(cfg.input_size)
+        and images.dtype == np.uint8
+    ):
         batch = images
     else:
         batch = prepare_images(list(images) if not isinstance(images, list) else images, cfg)

@@ -3,6 +3,7 @@
 One drawing function for every place that shows region weights (`fertrt eval`, the demo report,
 `fertrt infer --regions`), numpy + OpenCV only so the runtime keeps working without torch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,15 @@ def weights_grid(weights, grid: int | None = None) -> np.ndarray:
     return w.reshape(g, g)
 
 
-def region_overlay(rgb: np.ndarray, weights, *, vmax: float | None = None, alpha: float = 0.5,
-                   grid_lines: bool = True, numbers: bool = True) -> np.ndarray:
+def region_overlay(
+    rgb: np.ndarray,
+    weights,
+    *,
+    vmax: float | None = None,
+    alpha: float = 0.5,
+    grid_lines: bool = True,
+    numbers: bool = True,
+) -> np.ndarray:
     """RGB uint8 face -> RGB uint8 copy with the region weights as a heat overlay, grid lines and the
     weight of each cell in units of the uniform weight (1.0 = uniform, 2.2 = 2.2x uniform).
 

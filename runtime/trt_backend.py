@@ -14,6 +14,7 @@ binding (and restores that thread afterwards). A TrtRunner owns one execution co
 and guards each call with a lock, so sharing one across threads is correct but serial; for concurrency
 open one runner per thread (`bench --streams` does).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,15 +30,24 @@ from .runners import Runner
 
 # TensorRT DataType member -> numpy dtype. fertrt's own map: TensorRT 8.5's trt.nptype (JetPack 5.1) uses np.bool,
 # which numpy removed in 1.24. BF16, FP8, INT4 and FP4 have no numpy type: such I/O tensors are refused by name.
-NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
-                "BOOL": np.bool_, "UINT8": np.uint8}
+NUMPY_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+}
 
 
 def numpy_dtype(trt_dtype) -> np.dtype:
     name = getattr(trt_dtype, "name", None) or str(trt_dtype).rsplit(".", 1)[-1]
     if name not in NUMPY_DTYPES:
-        raise FertrtError(f"TensorRT data type {name} has no numpy equivalent; fertrt runs engines whose inputs and "
-                          f"outputs are {', '.join(NUMPY_DTYPES)}")
+        raise FertrtError(
+            f"TensorRT data type {name} has no numpy equivalent; fertrt runs engines whose inputs and "
+            f"outputs are {', '.join(NUMPY_DTYPES)}"
+        )
     return np.dtype(NUMPY_DTYPES[name])
 
 
@@ -66,8 +76,11 @@ def init_plugins(trt, logger) -> bool:
     if entry is None or entry[0] is not trt:
         ok = bool(trt.init_libnvinfer_plugins(logger, ""))
         if not ok:
-            print("note: TensorRT's plugin library did not initialise (init_libnvinfer_plugins returned False); "
-                  "models that need its plugins will not parse or load", file=sys.stderr)
+            print(
+                "note: TensorRT's plugin library did not initialise (init_libnvinfer_plugins returned False); "
+                "models that need its plugins will not parse or load",
+                file=sys.stderr,
+            )
         entry = (trt, ok)
         _PLUGINS[id(trt)] = entry
     return entry[1]
@@ -133,8 +146,11 @@ class _PyCuda:
     def device_info(self):
         d = self.device
         cc = d.compute_capability()
-        return {"name": d.name(), "compute_capability": f"{cc[0]}.{cc[1]}",
-                "integrated": bool(d.get_attribute(self.cuda.device_attribute.INTEGRATED))}
+        return {
+            "name": d.name(),
+            "compute_capability": f"{cc[0]}.{cc[1]}",
+            "integrated": bool(d.get_attribute(self.cuda.device_attribute.INTEGRATED)),
+        }
 
     def stream(self):
         return self.cuda.Stream()
@@ -216,8 +232,9 @@ def graph_instantiate_args(fn, graph) -> tuple:
         return (graph, b"", 0)  # no log buffer
     if len(names) == 2:
         return (graph, 0)
-    raise FertrtError(f"cudaGraphInstantiate{tuple(names)}: a signature fertrt does not know "
-                      "(expected 2 or 3 parameters)")
+    raise FertrtError(
+        f"cudaGraphInstantiate{tuple(names)}: a signature fertrt does not know (expected 2 or 3 parameters)"
+    )
 
 
 class _CudaPython:
@@ -244,7 +261,11 @@ class _CudaPython:
     def device_info(self):
         prop = self._check(self.rt.cudaGetDeviceProperties(self.device))
         name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return {"name": name.strip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}", "integrated": bool(prop.integrated)}
+        return {
+            "name": name.strip("\x00"),
+            "compute_capability": f"{prop.major}.{prop.minor}",
+            "integrated": bool(prop.integrated),
+        }
 
     def stream(self):
         return self._check(self.rt.cudaStreamCreate())
@@ -260,7 +281,7 @@ class _CudaPython:
         flags = self.rt.cudaHostAllocMapped if mapped else self.rt.cudaHostAllocDefault
         ptr = self._check(self.rt.cudaHostAlloc(nbytes, flags))
         buf = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(int(ptr)))
-        arr = buf[:int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+        arr = buf[: int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
         self._host_ptrs[arr.ctypes.data] = ptr
         dev = int(self._check(self.rt.cudaHostGetDevicePointer(ptr, 0))) if mapped else None
         return arr, dev
@@ -280,13 +301,23 @@ class _CudaPython:
         self._check(self.rt.cudaStreamDestroy(s))
 
     def htod_async(self, dev, host, s):
-        self._check(self.rt.cudaMemcpyAsync(int(dev), host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, s))
+        self._check(
+            self.rt.cudaMemcpyAsync(
+                int(dev), host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, s
+            )
+        )
 
     def dtoh_async(self, host, dev, s):
-        self._check(self.rt.cudaMemcpyAsync(host.ctypes.data, int(dev), host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, s))
+        self._check(
+            self.rt.cudaMemcpyAsync(
+                host.ctypes.data, int(dev), host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, s
+            )
+        )
 
     def copy_htod(self, dev, host):
-        self._check(self.rt.cudaMemcpy(int(dev), host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        self._check(
+            self.rt.cudaMemcpy(int(dev), host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice)
+        )
 
     def sync(self, s):
         self._check(self.rt.cudaStreamSynchronize(s))
@@ -308,8 +339,10 @@ class _CudaPython:
         except FertrtError:
             self.rt.cudaGraphDestroy(graph)
             raise
-        return CapturedGraph(launch=lambda: self._check(self.rt.cudaGraphLaunch(exec_graph, s)),
-                             free=lambda: (self.rt.cudaGraphExecDestroy(exec_graph), self.rt.cudaGraphDestroy(graph)))
+        return CapturedGraph(
+            launch=lambda: self._check(self.rt.cudaGraphLaunch(exec_graph, s)),
+            free=lambda: (self.rt.cudaGraphExecDestroy(exec_graph), self.rt.cudaGraphDestroy(graph)),
+        )
 
     def event(self):
         return self._check(self.rt.cudaEventCreate())
@@ -352,8 +385,9 @@ def choose_binding(importable, features=()) -> str:
     if not importable:
         raise FertrtError("the TensorRT backend needs cuda-python or pycuda (pip install cuda-python)")
     missing = ", ".join(sorted(wanted - set().union(*(cls.features for n, cls in BINDINGS if n in importable))))
-    raise FertrtError(f"{missing} needs cuda-python (pip install cuda-python); only {', '.join(sorted(importable))} "
-                      "is installed here")
+    raise FertrtError(
+        f"{missing} needs cuda-python (pip install cuda-python); only {', '.join(sorted(importable))} is installed here"
+    )
 
 
 def cuda_api(features=()):
@@ -371,13 +405,15 @@ def cuda_api(features=()):
             if importable:
                 break  # the preferred one that imports: never open a second binding in one process
         if not importable:
-            raise FertrtError("the TensorRT backend needs cuda-python or pycuda (pip install cuda-python); "
-                              + "; ".join(errors))
+            raise FertrtError(
+                "the TensorRT backend needs cuda-python or pycuda (pip install cuda-python); " + "; ".join(errors)
+            )
         _CUDA = next(iter(importable.values()))
     missing = set(features) - set(getattr(_CUDA, "features", ()))
     if missing:  # the binding in use lacks a feature asked for
-        raise FertrtError(f"{', '.join(sorted(missing))} needs cuda-python (pip install cuda-python); "
-                          f"{_CUDA.name} is in use here")
+        raise FertrtError(
+            f"{', '.join(sorted(missing))} needs cuda-python (pip install cuda-python); {_CUDA.name} is in use here"
+        )
     return _CUDA
 
 
@@ -393,7 +429,9 @@ def deserialize_engine(trt, data: bytes, *, version_compatible: bool = False, lo
         raise FertrtError("TensorRT could not create a Runtime (is the CUDA driver usable? see TensorRT's log above)")
     if version_compatible:
         if not hasattr(runtime, "engine_host_code_allowed"):
-            raise FertrtError(f"this engine was built version-compatible; TensorRT {trt.__version__} cannot load such engines (8.6+ can)")
+            raise FertrtError(
+                f"this engine was built version-compatible; TensorRT {trt.__version__} cannot load such engines (8.6+ can)"
+            )
         runtime.engine_host_code_allowed = True
     return runtime.deserialize_cuda_engine(data)  # the bindings keep the runtime alive with the engine
 
@@ -414,9 +452,17 @@ class TrtRunner(Runner):
 
         self._closed = True  # until every resource below exists, close() has nothing to free
         side = read_sidecar(path)
-        super().__init__(path, {"class_names": side["class_names"], "preprocess": side["preprocess"],
-                                "precision": side.get("precision", {}).get("requested", "fp32"), "data_spec": side.get("data_spec"),
-                                "model_name": side.get("model_name"), "explain_outputs": side.get("explain_outputs", [])})
+        super().__init__(
+            path,
+            {
+                "class_names": side["class_names"],
+                "preprocess": side["preprocess"],
+                "precision": side.get("precision", {}).get("requested", "fp32"),
+                "data_spec": side.get("data_spec"),
+                "model_name": side.get("model_name"),
+                "explain_outputs": side.get("explain_outputs", []),
+            },
+        )
         trt = import_tensorrt()
         require_supported(capabilities_of(trt))
         self.cuda = cuda_api(("cuda-graph",) if cuda_graph else ())
@@ -426,14 +472,22 @@ class TrtRunner(Runner):
         if problems:
             onnx = side.get("source_onnx")
             if rebuild and onnx:
-                from fertrt.engine.commands import build
+                from fertrt.engine.build import build
                 from fertrt.engine.plan import BuildOptions
 
-                build(onnx, path, BuildOptions(**{k: v for k, v in side["build_options"].items() if k in BuildOptions.__dataclass_fields__}))
+                build(
+                    onnx,
+                    path,
+                    BuildOptions(
+                        **{k: v for k, v in side["build_options"].items() if k in BuildOptions.__dataclass_fields__}
+                    ),
+                )
                 side = read_sidecar(path)
             else:
-                raise FertrtError(f"{path}: cannot run here: {'; '.join(problems)}. Rebuild it on this device: "
-                                  f"`fertrt build-engine {onnx or 'MODEL.onnx'} -o {path}` (or pass --rebuild)")
+                raise FertrtError(
+                    f"{path}: cannot run here: {'; '.join(problems)}. Rebuild it on this device: "
+                    f"`fertrt build-engine {onnx or 'MODEL.onnx'} -o {path}` (or pass --rebuild)"
+                )
         self.trt = trt
         self.zero_copy = device.get("integrated", False) if zero_copy is None else zero_copy
         self.lock = threading.Lock()
@@ -456,8 +510,10 @@ class TrtRunner(Runner):
             self.runtime_version_compatible = bool(side.get("build_options", {}).get("version_compatible"))
             self.engine = deserialize_engine(trt, f.read(), version_compatible=self.runtime_version_compatible)
         if self.engine is None:
-            raise FertrtError(f"{path}: TensorRT {trt.__version__} could not deserialize this engine (built with "
-                              f"TensorRT {side.get('tensorrt_version')}; the file may be damaged: TensorRT's log says why)")
+            raise FertrtError(
+                f"{path}: TensorRT {trt.__version__} could not deserialize this engine (built with "
+                f"TensorRT {side.get('tensorrt_version')}; the file may be damaged: TensorRT's log says why)"
+            )
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise FertrtError(f"{path}: TensorRT could not create an execution context (out of device memory?)")
@@ -525,7 +581,9 @@ class TrtRunner(Runner):
             self._graph_batch = n
         except FertrtError as exc:
             self.use_graph = False
-            print(f"note: {self.path}: CUDA graph capture failed ({exc}); running without a CUDA graph", file=sys.stderr)
+            print(
+                f"note: {self.path}: CUDA graph capture failed ({exc}); running without a CUDA graph", file=sys.stderr
+            )
 
     def close(self):
         """Free the CUDA graph, buffers, events and stream and drop the TensorRT objects; safe to call twice."""
@@ -587,17 +645,22 @@ class TrtRunner(Runner):
                     self.cuda.dtoh_async(self.host[name][:n], self.dev[name], self.stream)
             self.cuda.record(ev[3], self.stream)
             self.cuda.sync(self.stream)
-            return {"copy_in": self.cuda.elapsed_ms(ev[0], ev[1]), "execute": self.cuda.elapsed_ms(ev[1], ev[2]),
-                    "copy_out": self.cuda.elapsed_ms(ev[2], ev[3])}
+            return {
+                "copy_in": self.cuda.elapsed_ms(ev[0], ev[1]),
+                "execute": self.cuda.elapsed_ms(ev[1], ev[2]),
+                "copy_out": self.cuda.elapsed_ms(ev[2], ev[3]),
+            }
 
     def device_memory_mb(self) -> float:
         with self.cuda.activate():
-            return self.cuda.mem_used_bytes() / 2 ** 20
+            return self.cuda.mem_used_bytes() / 2**20
 
     def _check_profile(self, n):
         if not self.min_batch <= n <= self.max_batch:
-            raise FertrtError(f"{self.path}: batch {n} is outside the engine's profile [{self.min_batch}, {self.max_batch}]; "
-                              f"rebuild with --batch MIN,OPT,MAX covering it")
+            raise FertrtError(
+                f"{self.path}: batch {n} is outside the engine's profile [{self.min_batch}, {self.max_batch}]; "
+                f"rebuild with --batch-profile MIN,OPT,MAX covering it"
+            )
 
     def infer_outputs(self, batch):
         x = self._check_batch(batch)
@@ -612,4 +675,8 @@ class TrtRunner(Runner):
             else:
                 self._enqueue(n)
             self.cuda.sync(self.stream)
-            return {name: np.array(self.host[name][:n], dtype=np.float32) for name in self.outputs if name in self.output_names}
+            return {
+                name: np.array(self.host[name][:n], dtype=np.float32)
+                for name in self.outputs
+                if name in self.output_names
+            }

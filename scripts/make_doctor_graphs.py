@@ -8,6 +8,7 @@ Deterministic: fixed seeds, fixed file names, and the generation runs in a fixed
 so that no temporary path leaks into the graphs' metadata (tests/test_device_envs.py regenerates them
 and compares bytes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ def digests(paths) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temporary folder and compare with engine/data/")
+    ap.add_argument(
+        "--check", action="store_true", help="regenerate into a temporary folder and compare with engine/data/"
+    )
     args = ap.parse_args(argv)
     if not args.check:
         for name, digest in digests(generate(DATA)).items():

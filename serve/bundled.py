@@ -1,5 +1,6 @@
 """The tritonserver inside the nvidia-pytriton wheel (Python backend only), started on a model repository
 as a production Triton would be: how the `--platform python` repository is checked here."""
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,24 @@ def server_env() -> dict:
     return env
 
 
-def start_tritonserver(repo, workdir, http_port: int, grpc_port: int, metrics_port: int, log_file=None,
-                       extra_args=()) -> subprocess.Popen:
+def start_tritonserver(
+    repo, workdir, http_port: int, grpc_port: int, metrics_port: int, log_file=None, extra_args=()
+) -> subprocess.Popen:
     """tritonserver on loopback with the given ports; the caller stops it by its PID."""
     install = prepare_tritonserver(workdir)
-    cmd = [str(install / "bin" / "tritonserver"), f"--model-repository={repo}",
-           f"--backend-directory={install / 'backends'}", f"--http-address={LOOPBACK}", f"--http-port={http_port}",
-           f"--grpc-address={LOOPBACK}", f"--grpc-port={grpc_port}", f"--metrics-address={LOOPBACK}",
-           f"--metrics-port={metrics_port}", "--exit-timeout-secs=30", *extra_args]
+    cmd = [
+        str(install / "bin" / "tritonserver"),
+        f"--model-repository={repo}",
+        f"--backend-directory={install / 'backends'}",
+        f"--http-address={LOOPBACK}",
+        f"--http-port={http_port}",
+        f"--grpc-address={LOOPBACK}",
+        f"--grpc-port={grpc_port}",
+        f"--metrics-address={LOOPBACK}",
+        f"--metrics-port={metrics_port}",
+        "--exit-timeout-secs=30",
+        *extra_args,
+    ]
     out = open(log_file, "wb") if log_file else subprocess.DEVNULL
     return subprocess.Popen(cmd, env=server_env(), stdout=out, stderr=subprocess.STDOUT)
 

@@ -1,4 +1,5 @@
 """`fertrt serve` and `fertrt export-triton` handlers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,11 @@ def resolve_model(path, backend: str = "auto") -> Path:
         return p
     if not p.is_dir():
         require_file(p, "an .onnx model, a TensorRT .engine or a deployment folder")
-    found = sorted(f for f in p.iterdir() if f.suffix.lower() in MODEL_SUFFIXES and "detector" not in f.name.lower()
-                   and "blazeface" not in f.name.lower())
+    found = sorted(
+        f
+        for f in p.iterdir()
+        if f.suffix.lower() in MODEL_SUFFIXES and "detector" not in f.name.lower() and "blazeface" not in f.name.lower()
+    )
     engines = [f for f in found if f.suffix.lower() != ".onnx"]
     onnx = [f for f in found if f.suffix.lower() == ".onnx"]
     if engines and _tensorrt_importable():
@@ -34,8 +38,9 @@ def resolve_model(path, backend: str = "auto") -> Path:
         pick = onnx or engines
     if len(pick) != 1:
         names = ", ".join(f.name for f in found) or "none"
-        raise FertrtError(f"{p}: expected one FER model (.onnx, or .engine where TensorRT runs) in this folder; "
-                          f"found {names}")
+        raise FertrtError(
+            f"{p}: expected one FER model (.onnx, or .engine where TensorRT runs) in this folder; found {names}"
+        )
     return pick[0]
 
 
@@ -50,8 +55,11 @@ def resolve_detector(path, detector_model):
 
         found = detector_path(p, deploy)
         return str(found) if found else None
-    found = sorted(f for f in p.iterdir() if f.suffix.lower() == ".onnx"
-                   and ("detector" in f.name.lower() or "blazeface" in f.name.lower()))
+    found = sorted(
+        f
+        for f in p.iterdir()
+        if f.suffix.lower() == ".onnx" and ("detector" in f.name.lower() or "blazeface" in f.name.lower())
+    )
     return str(found[0]) if len(found) == 1 else None
 
 
@@ -75,25 +83,44 @@ def _tensorrt_importable() -> bool:
 def cmd_serve(args):
     from .server import ServeConfig, serve
 
-    cfg = ServeConfig(model=resolve_model(args.model, args.backend), host=args.host, http_port=args.http_port,
-                      grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
-                      max_queue_delay_us=args.max_queue_delay_us,
-                      instances=args.instances, backend=args.backend, provider=args.provider, threads=args.threads,
-                      detector=args.detector, detector_model=resolve_detector(args.model, args.detector_model),
-                      faces=not args.no_faces, max_images=args.max_images,
-                      token_file=Path(args.token_file) if args.token_file else None)
+    cfg = ServeConfig(
+        model=resolve_model(args.model, args.backend),
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        max_batch=args.max_batch,
+        max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances,
+        backend=args.backend,
+        provider=args.provider,
+        threads=args.threads,
+        detector=args.detector,
+        detector_model=resolve_detector(args.model, args.detector_model),
+        faces=not args.no_faces,
+        max_images=args.max_images,
+        token_file=Path(args.token_file) if args.token_file else None,
+    )
     return serve(cfg)
 
 
 def cmd_export_triton(args):
     from .triton_repo import RepoOptions, write_repository
 
-    opts = RepoOptions(platform=args.platform, max_batch=args.max_batch, max_queue_delay_us=args.max_queue_delay_us,
-                       instances=args.instances, faces_instances=args.faces_instances, force=args.force)
+    opts = RepoOptions(
+        platform=args.platform,
+        max_batch=args.max_batch,
+        max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances,
+        faces_instances=args.faces_instances,
+        force=args.force,
+    )
     detector = resolve_detector(args.model, args.detector_model)
     out = write_repository(resolve_model_for_platform(args.model, args.platform), args.output, opts, detector=detector)
-    print(f"wrote the Triton model repository {out} ({args.platform}); start it with "
-          f"`tritonserver --model-repository {out}`")
+    print(
+        f"wrote the Triton model repository {out} ({args.platform}); start it with "
+        f"`tritonserver --model-repository {out}`"
+    )
     return 0
 
 
@@ -103,9 +130,14 @@ def resolve_model_for_platform(path, platform: str) -> Path:
     if not p.is_dir() or _deploy_folder(p) is not None:
         return resolve_model(p, "tensorrt" if platform == "tensorrt_plan" else "onnxruntime")
     want = (".engine", ".plan") if platform == "tensorrt_plan" else (".onnx",)
-    found = sorted(f for f in p.iterdir() if f.suffix.lower() in want and "detector" not in f.name.lower()
-                   and "blazeface" not in f.name.lower())
+    found = sorted(
+        f
+        for f in p.iterdir()
+        if f.suffix.lower() in want and "detector" not in f.name.lower() and "blazeface" not in f.name.lower()
+    )
     if len(found) != 1:
-        raise FertrtError(f"{p}: --platform {platform} needs one {'/'.join(want)} FER model in this folder; found "
-                          f"{', '.join(f.name for f in found) or 'none'}")
+        raise FertrtError(
+            f"{p}: --platform {platform} needs one {'/'.join(want)} FER model in this folder; found "
+            f"{', '.join(f.name for f in found) or 'none'}"
+        )
     return found[0]

@@ -1,5 +1,6 @@
 """What the served models compute, whatever carries the requests: PyTriton in `fertrt serve`, Triton's
 Python backend in a repository from `fertrt export-triton`. numpy, OpenCV and fertrt's runtime only."""
+
 from __future__ import annotations
 
 import json
@@ -100,9 +101,9 @@ def image_size(data: bytes):
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     i = 2
     while i + 9 < len(data) and data[i] == 0xFF:
-        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: height, width
-            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
         i += 2 + length
     return None
 
@@ -111,8 +112,16 @@ class FacesModel:
     """`fer_faces`: encoded images in, one `fertrt infer --jsonl` record per image out (detect, crop,
     classify with the same code as `fertrt infer`)."""
 
-    def __init__(self, predictor, detector, margin: float | None = None, align: bool = True, max_images: int = 64,
-                 max_image_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        predictor,
+        detector,
+        margin: float | None = None,
+        align: bool = True,
+        max_images: int = 64,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ):
         cfg = getattr(detector, "cfg", None)
         self.predictor = predictor
         self.detector = detector
@@ -126,8 +135,10 @@ class FacesModel:
     def check(self, images) -> list:
         images = np.asarray(images, dtype=object).reshape(-1) if not isinstance(images, list) else images
         if not 1 <= len(images) <= self.max_images:
-            raise BadRequest(f"{FER_FACES}: input '{FACES_INPUT}' holds {len(images)} images; expected BYTES "
-                             f"[1..{self.max_images}], each an encoded JPEG or PNG")
+            raise BadRequest(
+                f"{FER_FACES}: input '{FACES_INPUT}' holds {len(images)} images; expected BYTES "
+                f"[1..{self.max_images}], each an encoded JPEG or PNG"
+            )
         if not all(isinstance(b, (bytes, np.bytes_)) for b in images):
             raise BadRequest(f"{FER_FACES}: input '{FACES_INPUT}' must be BYTES (encoded JPEG or PNG files)")
         return list(images)
@@ -159,5 +170,10 @@ class FacesModel:
         faces_out = [face_record(f, r, self.margin, self.align, self.shift) for f, r in zip(faces, results)]
         if getattr(self.detector, "last_timings", None):
             t.update(self.detector.last_timings)
-        return {"source": f"image[{index}]", "frame": 0, "detected": True, "faces": faces_out,
-                "timings_ms": {k: round(v, 3) for k, v in t.items()}}
+        return {
+            "source": f"image[{index}]",
+            "frame": 0,
+            "detected": True,
+            "faces": faces_out,
+            "timings_ms": {k: round(v, 3) for k, v in t.items()},
+        }

@@ -1,6 +1,7 @@
 """The Python-backend models of an exported repository (`fertrt export-triton`): each generated model.py
 imports one of these as TritonPythonModel. They run inside Triton's Python backend stub, where
 `triton_python_backend_utils` exists; errors go back per request, the model keeps serving."""
+
 from __future__ import annotations
 
 import json
@@ -115,13 +116,16 @@ class BlsRunner:
     def infer_outputs(self, batch: np.ndarray) -> dict:
         """Batches above the model's max_batch_size go in chunks, as Triton would refuse them."""
         step = self.max_batch or len(batch)
-        parts = [self._call(batch[i:i + step]) for i in range(0, len(batch), step)]
+        parts = [self._call(batch[i : i + step]) for i in range(0, len(batch), step)]
         return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
 
     def _call(self, batch: np.ndarray) -> dict:
         pb = _pb()
-        request = pb.InferenceRequest(model_name=self.model_name, requested_output_names=self.output_names,
-                                      inputs=[pb.Tensor(self.input_name, np.ascontiguousarray(batch, np.float32))])
+        request = pb.InferenceRequest(
+            model_name=self.model_name,
+            requested_output_names=self.output_names,
+            inputs=[pb.Tensor(self.input_name, np.ascontiguousarray(batch, np.float32))],
+        )
         response = request.exec()
         if response.has_error():
             raise FertrtError(f"{self.model_name}: {response.error().message()}")

@@ -13,6 +13,7 @@ Configs are built with tritonclient's model_config_pb2 and parsed back before th
 are two-line shims importing fertrt.serve.python_models: fertrt must be installed where the backend runs.
 DeepStream's nvinferserver config (task C2) points at this layout: keep the names in models.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fertrt.errors import FertrtError
-from fertrt.fileio import make_output_dir, write_json_atomic, write_text_atomic
+from fertrt.fileio import check_replaceable_folder, replacing_folder, write_json_atomic, write_text_atomic
 
 from .models import FACE_DETECTOR, FACES_INPUT, FACES_OUTPUT, FER, FER_FACES, FER_INPUT, FER_OUTPUT
 
@@ -31,9 +32,11 @@ PLATFORMS = ("tensorrt_plan", "onnxruntime_onnx", "python")
 # TensorRT plans run on a GPU; Triton's ONNX Runtime backend takes one when there is one; Python models on CPU
 INSTANCE_KIND = {"tensorrt_plan": "KIND_GPU", "onnxruntime_onnx": "KIND_AUTO"}
 METADATA_FILE = "fertrt.json"  # what the Python models read in their version folder
-SHIM = ('"""Triton Python backend model written by `fertrt export-triton`: fertrt\'s runtime does the work\n'
-        '(pip install fertrt in the environment this backend runs in)."""\n'
-        "from fertrt.serve.python_models import {cls} as TritonPythonModel  # noqa: F401\n")
+SHIM = (
+    '"""Triton Python backend model written by `fertrt export-triton`: fertrt\'s runtime does the work\n'
+    '(pip install fertrt in the environment this backend runs in)."""\n'
+    "from fertrt.serve.python_models import {cls} as TritonPythonModel  # noqa: F401\n"
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class RepoOptions:
 
 # ---------------------------------------------------------------- the model files and their metadata
 
+
 def model_info(model: Path, platform: str) -> dict:
     """Class names, preprocessing, tensor names and limits of the FER model (ONNX metadata or engine sidecar)."""
     from fertrt.runtime.runners import check_metadata
@@ -60,27 +64,40 @@ def model_info(model: Path, platform: str) -> dict:
 
     if model.suffix.lower() in (".engine", ".plan"):
         if platform != "tensorrt_plan":
-            raise FertrtError(f"{model}: an engine serves as --platform tensorrt_plan only; "
-                              f"pass the .onnx for {platform}")
+            raise FertrtError(
+                f"{model}: an engine serves as --platform tensorrt_plan only; pass the .onnx for {platform}"
+            )
         from fertrt.engine.sidecar import read_sidecar
 
         meta = read_sidecar(model)
         profile = (meta.get("profile") or {}).get(FER_INPUT) or {}
-        info = {"class_names": meta.get("class_names"), "preprocess": meta.get("preprocess"),
-                "max_batch": (profile.get("max") or [None])[0], "tensorrt_version": meta.get("tensorrt_version")}
+        info = {
+            "class_names": meta.get("class_names"),
+            "preprocess": meta.get("preprocess"),
+            "max_batch": (profile.get("max") or [None])[0],
+            "tensorrt_version": meta.get("tensorrt_version"),
+        }
     else:
         if platform == "tensorrt_plan":
-            raise FertrtError(f"{model}: --platform tensorrt_plan needs a TensorRT engine (.engine with its "
-                              ".engine.json; build one on the target with `fertrt build-engine`), or choose "
-                              "--platform onnxruntime_onnx")
+            raise FertrtError(
+                f"{model}: --platform tensorrt_plan needs a TensorRT engine (.engine with its "
+                ".engine.json; build one on the target with `fertrt build-engine`), or choose "
+                "--platform onnxruntime_onnx"
+            )
         from fertrt.runtime.runners import OrtRunner
 
         with OrtRunner(model) as runner:
             if runner.input_name != FER_INPUT or LOGITS not in runner.output_names:
-                raise FertrtError(f"{model}: expected a fertrt FER graph with input '{FER_INPUT}' "
-                                  f"and output '{LOGITS}'")
-            info = {"class_names": list(runner.class_names), "preprocess": runner.preprocess.to_dict(),
-                    "max_batch": runner.fixed_batch, "tensorrt_version": None, "fixed_batch": runner.fixed_batch}
+                raise FertrtError(
+                    f"{model}: expected a fertrt FER graph with input '{FER_INPUT}' and output '{LOGITS}'"
+                )
+            info = {
+                "class_names": list(runner.class_names),
+                "preprocess": runner.preprocess.to_dict(),
+                "max_batch": runner.fixed_batch,
+                "tensorrt_version": None,
+                "fixed_batch": runner.fixed_batch,
+            }
     pre = PreprocessConfig.from_dict(info["preprocess"] or {})
     check_metadata(model, info, pre)
     info["preprocess"] = pre.to_dict()
@@ -101,17 +118,23 @@ def detector_info(path: Path) -> dict:
         shape = [int(d) if isinstance(d, int) else -1 for d in inputs[0].shape] if inputs else []
         outputs = {}
         if hasattr(runner, "session"):
-            outputs = {o.name: [int(d) if isinstance(d, int) else -1 for d in o.shape]
-                       for o in runner.session.get_outputs() if o.name in det.cfg.outputs}
+            outputs = {
+                o.name: [int(d) if isinstance(d, int) else -1 for d in o.shape]
+                for o in runner.session.get_outputs()
+                if o.name in det.cfg.outputs
+            }
         if not shape or min(shape) <= 0 or len(outputs) != len(det.cfg.outputs):
-            raise FertrtError(f"{path}: export-triton needs a detector ONNX with a fixed input shape and outputs "
-                              f"{', '.join(det.cfg.outputs)}")
+            raise FertrtError(
+                f"{path}: export-triton needs a detector ONNX with a fixed input shape and outputs "
+                f"{', '.join(det.cfg.outputs)}"
+            )
         return {"metadata": meta, "input_name": inputs[0].name, "input_shape": shape, "outputs": outputs}
     finally:
         det.close()
 
 
 # ---------------------------------------------------------------- configs
+
 
 def _pb():
     from tritonclient.grpc import model_config_pb2
@@ -231,6 +254,7 @@ def parse_config(text: str, where):
 
 # ---------------------------------------------------------------- the repository
 
+
 def write_repository(model, out, opts: RepoOptions = RepoOptions(), detector=None, log=print) -> Path:
     """Write the repository into `out` (a temporary sibling renamed into place: complete or absent).
     model: the FER .onnx (onnxruntime_onnx, python) or .engine (tensorrt_plan); detector: its file, default the
@@ -239,38 +263,36 @@ def write_repository(model, out, opts: RepoOptions = RepoOptions(), detector=Non
 
     opts.validate()
     model, out = Path(model), Path(out)
-    if out.exists() and not opts.force:
-        raise FertrtError(f"-o {out}: exists (pass --force to replace it)")
-    if out.exists() and not out.is_dir():
-        raise FertrtError(f"-o {out}: is a file; expected a folder for the model repository")
+    inputs = (model, detector)
+    check_replaceable_folder(out, force=opts.force, inputs=inputs, what="model repository")  # before the slow parts
     info = model_info(model, opts.platform)
     if info.get("fixed_batch"):
-        raise FertrtError(f"{model}: has a fixed batch of {info['fixed_batch']}; export it with a dynamic batch axis "
-                          "(`fertrt export` without --batch) so Triton can batch requests")
+        raise FertrtError(
+            f"{model}: has a fixed batch of {info['fixed_batch']}; export it with a dynamic batch axis "
+            "(`fertrt export` without --static-batch) so Triton can batch requests"
+        )
     if info["max_batch"] and opts.max_batch > info["max_batch"]:
         raise FertrtError(f"--max-batch {opts.max_batch}: the engine's profile stops at batch {info['max_batch']}")
     det_path = Path(detector) if detector else cached_detector("blazeface-short")
     det_platform = opts.platform
     if opts.platform == "tensorrt_plan" and det_path.suffix.lower() == ".onnx":
         det_platform = "onnxruntime_onnx"  # no detector engine given: Triton's ONNX Runtime backend runs it
-        log(f"note: {det_path.name} is an ONNX file: face_detector uses onnxruntime_onnx (pass --detector-model "
-            "DETECTOR.engine for tensorrt_plan)")
+        log(
+            f"note: {det_path.name} is an ONNX file: face_detector uses onnxruntime_onnx (pass --detector-model "
+            "DETECTOR.engine for tensorrt_plan)"
+        )
     onnx_det = det_path if det_path.suffix.lower() == ".onnx" else None
     if onnx_det is None:
-        raise FertrtError(f"--detector-model {det_path}: export-triton reads the detector's tensors from its ONNX; "
-                          "pass the .onnx (an engine beside it, DETECTOR.engine, is then used for tensorrt_plan)")
+        raise FertrtError(
+            f"--detector-model {det_path}: export-triton reads the detector's tensors from its ONNX; "
+            "pass the .onnx (an engine beside it, DETECTOR.engine, is then used for tensorrt_plan)"
+        )
     det = detector_info(onnx_det)
     if opts.platform == "tensorrt_plan" and onnx_det.with_suffix(".engine").is_file():
         det_platform = "tensorrt_plan"
-    make_output_dir(out.parent, "folder")
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    _write_all(tmp, model, onnx_det, info, det, opts, det_platform)
-    check_repository(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with replacing_folder(out, force=opts.force, inputs=inputs, what="model repository", log=log) as tmp:
+        _write_all(tmp, model, onnx_det, info, det, opts, det_platform)
+        check_repository(tmp)
     return out
 
 
@@ -287,24 +309,45 @@ def _write_all(root: Path, model: Path, det_path: Path, info: dict, det: dict, o
             write_json_atomic(version / METADATA_FILE, meta)
 
     net_file = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx", "python": "model.onnx"}[opts.platform]
-    model_dir(FER_NET, fer_net_config(info, opts), [(model, net_file)],
-              shim="FerNetModel" if opts.platform == "python" else None)
+    model_dir(
+        FER_NET,
+        fer_net_config(info, opts),
+        [(model, net_file)],
+        shim="FerNetModel" if opts.platform == "python" else None,
+    )
     model_dir(FER_SOFTMAX, fer_softmax_config(info, opts), shim="SoftmaxModel")
     model_dir(FER, fer_config(info, opts))
     write_text_atomic(root / FER / "labels.txt", "".join(f"{n}\n" for n in info["class_names"]))
     det_src = det_path.with_suffix(".engine") if det_platform == "tensorrt_plan" else det_path
     det_file = "model.plan" if det_platform == "tensorrt_plan" else "model.onnx"
-    model_dir(FACE_DETECTOR, detector_config(det, det_platform, opts), [(det_src, det_file)],
-              shim="DetectorNetModel" if det_platform == "python" else None,
-              meta={"detector": det["metadata"]} if det_platform == "python" else None)
-    meta = {"fer": {k: info[k] for k in ("class_names", "preprocess")}, "detector": det["metadata"],
-            "detector_outputs": list(det["outputs"]), "detector_input": det["input_name"],
-            "max_images": opts.max_images, "fer_max_batch": opts.max_batch}
+    model_dir(
+        FACE_DETECTOR,
+        detector_config(det, det_platform, opts),
+        [(det_src, det_file)],
+        shim="DetectorNetModel" if det_platform == "python" else None,
+        meta={"detector": det["metadata"]} if det_platform == "python" else None,
+    )
+    meta = {
+        "fer": {k: info[k] for k in ("class_names", "preprocess")},
+        "detector": det["metadata"],
+        "detector_outputs": list(det["outputs"]),
+        "detector_input": det["input_name"],
+        "max_images": opts.max_images,
+        "fer_max_batch": opts.max_batch,
+    }
     model_dir(FER_FACES, faces_config(opts), shim="FacesBlsModel", meta=meta)
-    write_json_atomic(root / "fertrt-repository.json", {
-        "format": "fertrt-triton-1", "platform": opts.platform, "face_detector_platform": det_platform,
-        "source_model": str(model), "source_detector": str(det_path), "tensorrt_version": info.get("tensorrt_version"),
-        "models": [FER, FER_NET, FER_SOFTMAX, FACE_DETECTOR, FER_FACES]})
+    write_json_atomic(
+        root / "fertrt-repository.json",
+        {
+            "format": "fertrt-triton-1",
+            "platform": opts.platform,
+            "face_detector_platform": det_platform,
+            "source_model": str(model),
+            "source_detector": str(det_path),
+            "tensorrt_version": info.get("tensorrt_version"),
+            "models": [FER, FER_NET, FER_SOFTMAX, FACE_DETECTOR, FER_FACES],
+        },
+    )
 
 
 def check_repository(root) -> dict:

@@ -39,7 +39,9 @@ def pytest_collection_modifyitems(config, items):
 def run_without_torch(code: str, timeout=120):
     """Run Python code in a subprocess where `import torch` fails, as on a Jetson image without torch."""
     prelude = "import sys\nfor _m in ('torch', 'torchvision'):\n    sys.modules[_m] = None\n"
-    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,25 @@
 """An independent NumPy evaluation of a Keras model_config graph (NHWC, float64), for the mini-XCEPTION port tests."""
+
 import numpy as np
+
 
 def _pad_same(n, k, s):
     out = -(-n // s)
     total = max((out - 1) * s + k - n, 0)
     return total // 2, total - total // 2
 
+
 def _pad(x, k, s, value):
     (t, b), (l, r) = _pad_same(x.shape[1], k, s), _pad_same(x.shape[2], k, s)
     return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+
 
 def _windows(x, k, s):
     n, h, w, c = x.shape
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     # n, oh, ow, k*k, c: every tap of every window
-    return np.stack([x[:, i:i + s * oh:s, j:j + s * ow:s, :] for i in range(k) for j in range(k)], axis=3)
+    return np.stack([x[:, i : i + s * oh : s, j : j + s * ow : s, :] for i in range(k) for j in range(k)], axis=3)
+
 
 def conv(x, kernel, stride, padding):
     k = kernel.shape[0]
@@ -23,6 +28,7 @@ def conv(x, kernel, stride, padding):
     win = _windows(x, k, stride)
     return np.einsum("nhwpc,pco->nhwo", win, kernel.reshape(k * k, kernel.shape[2], kernel.shape[3]))
 
+
 def depthwise(x, kernel, padding):
     k = kernel.shape[0]
     if padding == "same":
@@ -30,10 +36,12 @@ def depthwise(x, kernel, padding):
     win = _windows(x, k, 1)
     return np.einsum("nhwpc,pc->nhwc", win, kernel.reshape(k * k, kernel.shape[2]))
 
+
 def maxpool(x, k, s, padding):
     if padding == "same":
         x = _pad(x, k, s, -np.inf)
     return _windows(x, k, s).max(axis=3)
+
 
 def run_keras_graph(layers, weights, x_nhwc):
     """The Keras model_config graph in NumPy float64, NHWC as Keras computes it."""

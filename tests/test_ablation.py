@@ -1,4 +1,5 @@
 """benchmarks/ablation.py: the design-ablation suite, run end to end at toy scale."""
+
 import json
 
 import pytest
@@ -23,9 +24,24 @@ def test_minutes_must_be_a_finite_positive_number(tmp_path, capsys, minutes):
 
 def test_suite_trains_each_variant_and_reuses_finished_runs(tmp_path, torch_threads):
     out = tmp_path / "abl"
-    argv = ["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs",
-            "--variants", "lnlattennet,no_feedback,global_only", "-o", str(out),
-            "--speed-batch", "8", "--speed-rounds", "1", "--latency-repeats", "5"]
+    argv = [
+        "--data",
+        "synth:96:easy",
+        "--epochs",
+        "1",
+        "--regime",
+        "epochs",
+        "--variants",
+        "lnlattennet,no_feedback,global_only",
+        "-o",
+        str(out),
+        "--speed-batch",
+        "8",
+        "--speed-rounds",
+        "1",
+        "--latency-repeats",
+        "5",
+    ]
     ablation.main(argv)
     rows = json.loads((out / "results.json").read_text())
     assert [r["variant"] for r in rows] == ["lnlattennet", "no_feedback", "global_only"]
@@ -69,28 +85,61 @@ def test_a_folder_made_by_another_design_is_not_reused_under_the_label(tmp_path,
     """A finished run from before weight smoothing (weight_smoothing 0) must not be reported as today's lnlattennet."""
     folder = tmp_path / "abl" / "synth_96_easy" / "1ep" / "lnlattennet"
     folder.mkdir(parents=True)
-    (folder / "ablation_result.json").write_text(json.dumps({"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.0}}))
+    (folder / "ablation_result.json").write_text(
+        json.dumps({"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.0}})
+    )
     with pytest.raises(SystemExit) as exc:
-        ablation.main(["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs", "--variants", "lnlattennet",
-                       "-o", str(tmp_path / "abl")])
+        ablation.main(
+            [
+                "--data",
+                "synth:96:easy",
+                "--epochs",
+                "1",
+                "--regime",
+                "epochs",
+                "--variants",
+                "lnlattennet",
+                "-o",
+                str(tmp_path / "abl"),
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "ablation_result.json: made with another design (weight_smoothing=0.0, expected 0.4)" in err and "delete" in err
+    assert (
+        "ablation_result.json: made with another design (weight_smoothing=0.0, expected 0.4)" in err and "delete" in err
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.4, "feedback": false}}',
-     "made with another design (feedback=False, expected 'unset')"),  # an extra override is another design too
-    ("{not json", "ablation_result.json: unreadable"),
-    ('["a list"]', "expected an ablation result"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            '{"variant": "lnlattennet", "model_kwargs": {"weight_smoothing": 0.4, "feedback": false}}',
+            "made with another design (feedback=False, expected 'unset')",
+        ),  # an extra override is another design too
+        ("{not json", "ablation_result.json: unreadable"),
+        ('["a list"]', "expected an ablation result"),
+    ],
+)
 def test_a_stale_or_damaged_result_file_is_a_clear_error(tmp_path, capsys, content, message):
     folder = tmp_path / "abl" / "synth_96_easy" / "1ep" / "lnlattennet"
     folder.mkdir(parents=True)
     (folder / "ablation_result.json").write_text(content)
     with pytest.raises(SystemExit) as exc:
-        ablation.main(["--data", "synth:96:easy", "--epochs", "1", "--regime", "epochs", "--variants", "lnlattennet",
-                       "-o", str(tmp_path / "abl")])
+        ablation.main(
+            [
+                "--data",
+                "synth:96:easy",
+                "--epochs",
+                "1",
+                "--regime",
+                "epochs",
+                "--variants",
+                "lnlattennet",
+                "-o",
+                str(tmp_path / "abl"),
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "delete" in err and "Traceback" not in err

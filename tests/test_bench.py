@@ -1,4 +1,5 @@
 """Benchmark harness, tegrastats parser, results comparison, and the demo end to end (slow)."""
+
 import json
 from pathlib import Path
 
@@ -42,7 +43,12 @@ def test_bench_results_schema_and_accuracy_equals_eval(tiny_run, tiny_onnx, tmp_
     data = json.loads((out / "results.json").read_text())
     assert data["schema"] == SCHEMA and data["environment"]["onnxruntime"] and data["environment"]["cpu_count"] >= 1
     fertrt_rows = [r for r in data["results"] if r["tool"] == "fertrt"]
-    assert {(r["backend"], r["batch"]) for r in fertrt_rows} == {("torch", 1), ("torch", 4), ("onnxruntime", 1), ("onnxruntime", 4)}
+    assert {(r["backend"], r["batch"]) for r in fertrt_rows} == {
+        ("torch", 1),
+        ("torch", 4),
+        ("onnxruntime", 1),
+        ("onnxruntime", 4),
+    }
     for r in data["results"]:
         lat = r["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -111,8 +117,15 @@ def test_bench_streams(tiny_onnx):
 
 def test_bench_compare_ratios(tmp_path):
     def rec(p50, thr, acc):
-        return {"model": "m.onnx", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "latency_ms": {"p50": p50},
-                "throughput_ips": thr, "accuracy": acc}
+        return {
+            "model": "m.onnx",
+            "backend": "onnxruntime",
+            "precision": "fp32",
+            "batch": 1,
+            "latency_ms": {"p50": p50},
+            "throughput_ips": thr,
+            "accuracy": acc,
+        }
 
     for name, r in (("old.json", rec(2.0, 500.0, 0.90)), ("new.json", rec(1.0, 1000.0, 0.91))):
         (tmp_path / name).write_text(json.dumps({"schema": SCHEMA, "results": [r]}))
@@ -133,13 +146,36 @@ def test_demo_end_to_end(tmp_path):
 
     out = tmp_path / "demo"
     # min_accuracy 0: two epochs are not a trained model; the quality gate has its own tests (test_demo.py)
-    run_demo(out=str(out), data="synth:600:easy", epochs=2, bench_seconds=0.2, calib_size=64, batches=(1, 4), min_accuracy=0.0)
-    for name in ("report.md", "data_preview.png", "train/best.pt", "eval/eval_test_confusion.png", "eval/eval_test_region_weights.png",
-                 "model.onnx", "model_fp16.onnx", "model_int8.onnx", "model_int8.onnx.calib.cache", "bench/results.json",
-                 "bench/report.md", "bench/accuracy_vs_latency.png", "samples_predicted.png", "samples.jsonl"):
+    run_demo(
+        out=str(out),
+        data="synth:600:easy",
+        epochs=2,
+        bench_seconds=0.2,
+        calib_size=64,
+        batches=(1, 4),
+        min_accuracy=0.0,
+    )
+    for name in (
+        "report.md",
+        "data_preview.png",
+        "train/best.pt",
+        "eval/eval_test_confusion.png",
+        "eval/eval_test_region_weights.png",
+        "model.onnx",
+        "model_fp16.onnx",
+        "model_int8.onnx",
+        "model_int8.onnx.calib.cache",
+        "bench/results.json",
+        "bench/report.md",
+        "bench/accuracy_vs_latency.png",
+        "samples_predicted.png",
+        "samples.jsonl",
+    ):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "## Accuracy on the test split" in report and "TensorRT" in report and "region weight" in report
     # a second run reuses everything
-    t = run_demo(out=str(out), data="synth:600:easy", epochs=2, bench_seconds=0.2, calib_size=64, batches=(1,), min_accuracy=0.0)
+    t = run_demo(
+        out=str(out), data="synth:600:easy", epochs=2, bench_seconds=0.2, calib_size=64, batches=(1,), min_accuracy=0.0
+    )
     assert t["seconds"] < 120

@@ -15,7 +15,9 @@ def test_help_and_version_without_torch():
 
 
 def test_runtime_imports_without_torch():
-    r = run_without_torch("import fertrt.runtime, fertrt.runtime.preprocess\nimport sys\nprint('torch' in sys.modules and sys.modules['torch'] is not None)")
+    r = run_without_torch(
+        "import fertrt.runtime, fertrt.runtime.preprocess\nimport sys\nprint('torch' in sys.modules and sys.modules['torch'] is not None)"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
 

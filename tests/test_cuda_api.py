@@ -5,6 +5,7 @@ The wheels come from PyPI once into ~/.cache/fertrt/cuda_api; each is imported u
 (pyenv's CPython 3.8.18 for the cp38 wheel). A version skips, with the reason, only when PyPI cannot be
 reached or its interpreter is absent. API checks only: no GPU result is produced or claimed.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -74,4 +75,6 @@ def test_cuda_api_table_in_docs_is_current(cuda_results):
     if os.environ.get("FERTRT_WRITE_API_TABLE") == "1":
         DOC.write_text(text)
         return
-    pytest.fail(f"{DOC} is out of date: run `python tests/cuda_api/cuda_table.py` (or FERTRT_WRITE_API_TABLE=1 pytest tests/test_cuda_api.py)")
+    pytest.fail(
+        f"{DOC} is out of date: run `python tests/cuda_api/cuda_table.py` (or FERTRT_WRITE_API_TABLE=1 pytest tests/test_cuda_api.py)"
+    )

@@ -1,4 +1,5 @@
-"""Readers on small files written in each data set's genuine format, the spec parser, synth."""
+"""Readers on small files written in each data set's genuine format, the spec parser, the synth spec."""
+
 import csv
 
 import cv2
@@ -9,7 +10,6 @@ from fertrt.errors import FertrtError
 from fertrt.labels import BASIC7, EIGHT, RAFDB_IDS
 from fertrt.train.data import load_data
 from fertrt.train.data.spec import parse_spec
-from fertrt.train.data.synth import PROTOTYPES, SynthConfig, generate, make_sample
 
 
 def _face_pixels(seed):
@@ -22,7 +22,9 @@ def _write_fer2013(path, rows):
         w = csv.writer(f)
         w.writerow(["emotion", "pixels", "Usage"])
         for emotion, pixels, usage in rows:
-            w.writerow([emotion, " ".join(str(int(v)) for v in pixels) if not isinstance(pixels, str) else pixels, usage])
+            w.writerow(
+                [emotion, " ".join(str(int(v)) for v in pixels) if not isinstance(pixels, str) else pixels, usage]
+            )
 
 
 def test_parse_spec():
@@ -42,8 +44,12 @@ def test_parse_spec():
 
 def test_fer2013_reader_maps_labels_and_splits(tmp_path):
     p = tmp_path / "fer2013.csv"
-    rows = [(0, _face_pixels(0), "Training"), (3, _face_pixels(1), "Training"), (6, _face_pixels(2), "PublicTest"),
-            (5, _face_pixels(3), "PrivateTest")]
+    rows = [
+        (0, _face_pixels(0), "Training"),
+        (3, _face_pixels(1), "Training"),
+        (6, _face_pixels(2), "PublicTest"),
+        (5, _face_pixels(3), "PrivateTest"),
+    ]
     _write_fer2013(p, rows)
     data = load_data(f"fer2013:{tmp_path}")
     train = data.split("train")
@@ -55,17 +61,23 @@ def test_fer2013_reader_maps_labels_and_splits(tmp_path):
     assert img.shape == (48, 48, 3) and np.array_equal(img[..., 0].ravel(), _face_pixels(1))
 
 
-@pytest.mark.parametrize("bad_row, message", [
-    ((2, "1 2 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255 .* found 3 values"),
-    ((2, " ".join(["300"] * 2304), "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255"),
-    ((2, "1 x 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers"),
-    (("happy", None, "Training"), "fer2013.csv:3: emotion 'happy'; expected an integer 0-6"),
-    ((9, None, "Training"), "fer2013.csv:3: emotion '9'"),
-    ((1, None, "Holdout"), "fer2013.csv:3: Usage 'Holdout'; expected one of Training, PublicTest, PrivateTest"),
-])
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        ((2, "1 2 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255 .* found 3 values"),
+        ((2, " ".join(["300"] * 2304), "Training"), "fer2013.csv:3: pixels must be 2304 integers 0-255"),
+        ((2, "1 x 3", "Training"), "fer2013.csv:3: pixels must be 2304 integers"),
+        (("happy", None, "Training"), "fer2013.csv:3: emotion 'happy'; expected an integer 0-6"),
+        ((9, None, "Training"), "fer2013.csv:3: emotion '9'"),
+        ((1, None, "Holdout"), "fer2013.csv:3: Usage 'Holdout'; expected one of Training, PublicTest, PrivateTest"),
+    ],
+)
 def test_fer2013_malformed_row_is_an_error_with_file_and_line(tmp_path, bad_row, message):
     emotion, pixels, usage = bad_row
-    _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(0), "Training"), (emotion, _face_pixels(1) if pixels is None else pixels, usage)])
+    _write_fer2013(
+        tmp_path / "fer2013.csv",
+        [(0, _face_pixels(0), "Training"), (emotion, _face_pixels(1) if pixels is None else pixels, usage)],
+    )
     with pytest.raises(FertrtError, match=message):
         load_data(f"fer2013:{tmp_path}")
 
@@ -84,8 +96,23 @@ def test_fer2013_wrong_columns(tmp_path):
 
 
 def test_ferplus_majority_and_soft_labels(tmp_path):
-    _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(i), u) for i, u in enumerate(["Training"] * 3 + ["PrivateTest"])])
-    header = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    _write_fer2013(
+        tmp_path / "fer2013.csv", [(0, _face_pixels(i), u) for i, u in enumerate(["Training"] * 3 + ["PrivateTest"])]
+    )
+    header = [
+        "Usage",
+        "Image name",
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
+        "unknown",
+        "NF",
+    ]
     votes = [
         ["Training", "fer0000000.png", 0, 0, 8, 2, 0, 0, 0, 0, 0, 0],  # surprise
         ["Training", "", 10, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # removed image
@@ -104,15 +131,37 @@ def test_ferplus_majority_and_soft_labels(tmp_path):
     assert np.array_equal(train.load(0)[..., 0].ravel(), _face_pixels(0))
 
 
-@pytest.mark.parametrize("row, message", [
-    (["Training", "fer0000000.png", "x", 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: vote counts must be numbers"),
-    (["Training", "fer0000000.png", "inf", 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: vote counts must be finite"),
-    (["Training", "fer0000000.png", 1, 2], "fer2013new.csv:2: expected 12 or more fields"),
-    (["Holdout", "fer0000000.png", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: Usage 'Holdout'"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (
+            ["Training", "fer0000000.png", "x", 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "fer2013new.csv:2: vote counts must be numbers",
+        ),
+        (
+            ["Training", "fer0000000.png", "inf", 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "fer2013new.csv:2: vote counts must be finite",
+        ),
+        (["Training", "fer0000000.png", 1, 2], "fer2013new.csv:2: expected 12 or more fields"),
+        (["Holdout", "fer0000000.png", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "fer2013new.csv:2: Usage 'Holdout'"),
+    ],
+)
 def test_ferplus_malformed_row_is_an_error_with_file_and_line(tmp_path, row, message):
     _write_fer2013(tmp_path / "fer2013.csv", [(0, _face_pixels(0), "Training")])
-    header = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    header = [
+        "Usage",
+        "Image name",
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
+        "unknown",
+        "NF",
+    ]
     with open(tmp_path / "fer2013new.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, row])
     with pytest.raises(FertrtError, match=message):
@@ -185,7 +234,9 @@ def test_affectnet_csv_layout_with_face_boxes(tmp_path):
     _write_jpg(img_dir / "b.jpg", 1)
     _write_jpg(img_dir / "c.jpg", 2)
     header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
-    (root / "training.csv").write_text(header + "1/a.jpg,10,20,120,100,\"1;2\",1,0.5,0.2\n1/b.jpg,0,0,100,100,\"\",7,0,0\n1/c.jpg,0,0,100,100,\"\",9,0,0\n")
+    (root / "training.csv").write_text(
+        header + '1/a.jpg,10,20,120,100,"1;2",1,0.5,0.2\n1/b.jpg,0,0,100,100,"",7,0,0\n1/c.jpg,0,0,100,100,"",9,0,0\n'
+    )
     data7 = load_data(f"affectnet:{root}")
     train = data7.split("train")
     assert len(train) == 1 and BASIC7[train.labels[0]] == "happiness"
@@ -222,42 +273,7 @@ def test_missing_path_is_named():
         load_data("rafdb:/no/such/dir")
 
 
-# ---------------------------------------------------------------- synth
-def test_synth_is_deterministic_and_disjoint():
-    cfg = SynthConfig(size=64)
-    a = make_sample(cfg, "train", 5)
-    b = make_sample(cfg, "train", 5)
-    assert np.array_equal(a[0], b[0]) and a[1] == b[1] and np.array_equal(a[2], b[2])
-    c = make_sample(cfg, "test", 5)
-    assert not np.array_equal(a[0], c[0])
-    imgs, labels, boxes = generate(SynthConfig(size=112), "train", 140)
-    assert imgs.shape == (140, 112, 112, 3) and imgs.dtype == np.uint8
-    counts = np.bincount(labels, minlength=7)
-    assert counts.min() >= 8  # every class present
-    assert boxes.shape == (140, 4, 4)
-    # cue boxes lie inside the image and are well formed
-    assert (boxes[..., 2] > boxes[..., 0]).all() and (boxes[..., 3] > boxes[..., 1]).all()
-    assert boxes.min() > -10 and boxes.max() < 122
-
-
-def test_synth_classes_share_cues_as_documented():
-    cues = dict(zip(BASIC7, PROTOTYPES))
-    # fear and surprise both raise the brows and open the mouth; anger and disgust both lower the brows
-    assert cues["fear"][0] > 0.5 and cues["surprise"][0] > 0.5
-    assert cues["fear"][6] > 0 and cues["surprise"][6] > 0
-    assert cues["anger"][0] < 0 and cues["disgust"][0] < 0
-
-
-def test_synth_expression_changes_the_mouth_region():
-    # same identity and nuisances, only the label differs -> the mouth box pixels differ most
-    cfg = SynthConfig(size=112, rotation_deg=0, scale_jitter=0, shift_frac=0, noise_max=0, blur_p=0, jpeg_p=0,
-                      occlusion_p=0, sunglasses_p=0, mask_p=0)
-    imgs, labels, boxes = generate(cfg, "train", 60)
-    happy = imgs[labels == 1].astype(np.float32).mean(0)
-    neutral = imgs[labels == 0].astype(np.float32).mean(0)
-    assert np.abs(happy - neutral).mean() > 0.5
-
-
+# ---------------------------------------------------------------- the synth spec (its faces: test_train_synth.py)
 def test_synth_spec_sizes():
     data = load_data("synth:60", image_size=64)
     assert (len(data.split("train")), len(data.split("val")), len(data.split("test"))) == (60, 16, 20)

@@ -2,6 +2,7 @@
 running them (nvinfer's documented preprocessing + the written graph on ONNX Runtime vs fertrt's own runtime), the
 detector model's decoding against fertrt's detector, and the output policy. Small hand-made ONNX classifiers keep
 it fast (no training)."""
+
 from __future__ import annotations
 
 import configparser
@@ -22,16 +23,33 @@ NAMES = ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "ange
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
-def tiny_classifier(path, *, channels=3, size=(16, 16), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), order="RGB", k=4,
-                    precision="fp32", batch="batch", explain=False):
+def tiny_classifier(
+    path,
+    *,
+    channels=3,
+    size=(16, 16),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    order="RGB",
+    k=4,
+    precision="fp32",
+    batch="batch",
+    explain=False,
+):
     """A strided conv + linear classifier with fertrt metadata (position-sensitive, so a wrong normalisation moves
     its logits)."""
     rng = np.random.default_rng(1)
     h, w = size
-    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, channels, 4, 4)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(0, 0.1, (k, 8 * (h // 4) * (w // 4))).astype(np.float32), "fc")]
-    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], strides=[4, 4]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (8, channels, 4, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (k, 8 * (h // 4) * (w // 4))).astype(np.float32), "fc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], strides=[4, 4]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+    ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, k])]
     if explain:
         nodes.append(helper.make_node("ReduceMean", ["r"], ["region_weights"], axes=[1], keepdims=0))
@@ -39,11 +57,27 @@ def tiny_classifier(path, *, channels=3, size=(16, 16), mean=(0.5, 0.5, 0.5), st
     image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, channels, h, w])
     graph = helper.make_graph(nodes, "tiny", [image], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    pre = {"input_size": [h, w], "channels": channels, "mean": list(mean), "std": list(std), "color_order": order,
-           "layout": "NCHW"}
-    set_metadata(model, {"format": "fertrt-onnx-1", "model_name": "tiny", "class_names": NAMES[:k], "preprocess": pre,
-                         "mean": list(mean), "std": list(std), "precision": precision,
-                         "explain_outputs": ["region_weights"] if explain else []})
+    pre = {
+        "input_size": [h, w],
+        "channels": channels,
+        "mean": list(mean),
+        "std": list(std),
+        "color_order": order,
+        "layout": "NCHW",
+    }
+    set_metadata(
+        model,
+        {
+            "format": "fertrt-onnx-1",
+            "model_name": "tiny",
+            "class_names": NAMES[:k],
+            "preprocess": pre,
+            "mean": list(mean),
+            "std": list(std),
+            "precision": precision,
+            "explain_outputs": ["region_weights"] if explain else [],
+        },
+    )
     onnx.save(model, str(path))
     return path
 
@@ -88,12 +122,16 @@ def random_crops(n, size, seed=3):
 
 # ---------------------------------------------------------------- the numbers, run
 
-@pytest.mark.parametrize("case", [
-    {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "order": "RGB"},
-    {**IMAGENET, "order": "RGB"},
-    {**IMAGENET, "order": "BGR"},
-    {"channels": 1, "mean": (0.5,), "std": (0.25,), "order": "GRAY"},
-])
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "order": "RGB"},
+        {**IMAGENET, "order": "RGB"},
+        {**IMAGENET, "order": "BGR"},
+        {"channels": 1, "mean": (0.5,), "std": (0.25,), "order": "GRAY"},
+    ],
+)
 def test_config_and_graph_reproduce_fertrt(tmp_path, case):
     model = tiny_classifier(tmp_path / "m.onnx", **case)
     assert export(model, tmp_path / "ds") == 0
@@ -165,6 +203,7 @@ def test_fixed_batch_graph_limits_batch_size(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the keys, against DeepStream's lists
 
+
 def test_key_lists_name_their_source():
     for path in (ds.NVINFER_KEYS, ds.NVINFERSERVER_FIELDS, ds.APP_KEYS):
         data = json.loads(path.read_text())
@@ -197,23 +236,28 @@ def test_deepstream_app_config_uses_only_keys_its_parsers_read(tmp_path):
     assert "config-file=config_triton_face_detector.txt" in text
     assert "config-file=config_infer_secondary_fer.txt" in text
     problems = ds.app_problems(text.replace("[osd]", "[osd]\nshow-bboxes=1").replace("[tracker]", "[trackers]"))
-    assert problems == ["[trackers]: not a group fertrt checks (or deepstream-app reads)",
-                        "[osd] show-bboxes: not a key deepstream-app reads there"]
+    assert problems == [
+        "[trackers]: not a group fertrt checks (or deepstream-app reads)",
+        "[osd] show-bboxes: not a key deepstream-app reads there",
+    ]
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("net-scale-factr=0.5", "not a documented nvinfer key"),
-    ("is-classifier=1", "legacy key"),
-    ("batch-size=0", "expected >= 1"),
-    ("batch-size=2000", "expected <= 1024"),
-    ("network-mode=7", "expected one of"),
-    ("process-mode=two", "expected an integer"),
-    ("net-scale-factor=nan", "finite"),
-    ("net-scale-factor=0", "expected > 0"),
-    ("infer-dims=3;16", "expected 3 values"),
-    ("offsets=1;2;3;4;5", "at most 4"),
-    ("maintain-aspect-ratio=yes", "true, false"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("net-scale-factr=0.5", "not a documented nvinfer key"),
+        ("is-classifier=1", "legacy key"),
+        ("batch-size=0", "expected >= 1"),
+        ("batch-size=2000", "expected <= 1024"),
+        ("network-mode=7", "expected one of"),
+        ("process-mode=two", "expected an integer"),
+        ("net-scale-factor=nan", "finite"),
+        ("net-scale-factor=0", "expected > 0"),
+        ("infer-dims=3;16", "expected 3 values"),
+        ("offsets=1;2;3;4;5", "at most 4"),
+        ("maintain-aspect-ratio=yes", "true, false"),
+    ],
+)
 def test_nvinfer_checker_refuses_undocumented_keys_and_values(line, problem):
     problems = ds.nvinfer_problems(f"[property]\ngpu-id=0\n{line}\n")
     assert len(problems) == 1 and problem in problems[0]
@@ -238,18 +282,22 @@ def test_nvinferserver_configs_parse_with_the_documented_fields(tmp_path):
     assert det.infer_config.preprocess.maintain_aspect_ratio == 1 and det.infer_config.preprocess.symmetric_padding == 1
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("infer_config { unique_idd: 1 }", "unique_idd"),
-    ("input_control { process_mode: PROCESS_MODE_SIDEWAYS }", "PROCESS_MODE_SIDEWAYS"),
-    ("infer_config { max_batch_size: -1 }", "max_batch_size"),
-    ('infer_config { preprocess { normalize { scale_factor: "x" } } }', "scale_factor"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("infer_config { unique_idd: 1 }", "unique_idd"),
+        ("input_control { process_mode: PROCESS_MODE_SIDEWAYS }", "PROCESS_MODE_SIDEWAYS"),
+        ("infer_config { max_batch_size: -1 }", "max_batch_size"),
+        ('infer_config { preprocess { normalize { scale_factor: "x" } } }', "scale_factor"),
+    ],
+)
 def test_nvinferserver_checker_refuses_unknown_fields_and_bad_values(text, problem):
     problems = ds.nvinferserver_problems(text)
     assert len(problems) == 1 and problem in problems[0]
 
 
 # ---------------------------------------------------------------- the detector model for nvinferserver
+
 
 def _ssd_module():
     spec = importlib.util.spec_from_file_location("deepstream_face_detector_ssd", ds.SSD_MODEL_SOURCE)
@@ -281,8 +329,9 @@ def test_ssd_tensors_are_fertrt_face_crops(blazeface_onnx):
     assert int(num[0]) == 3 and boxes.shape == (100, 4) and not classes.any() and not scores[3:].any()
     h, w = settings["input_size"]
     # (centre x, centre y, side) in canvas pixels
-    got = sorted((float((b[1] + b[3]) / 2 * w), float((b[0] + b[2]) / 2 * h), float((b[3] - b[1]) * w))
-                 for b in boxes[:3])
+    got = sorted(
+        (float((b[1] + b[3]) / 2 * w), float((b[0] + b[2]) / 2 * h), float((b[3] - b[1]) * w)) for b in boxes[:3]
+    )
     want = []
     for f in faces:
         M, side = crop_transform(f, det.cfg.crop_margin, align=False, shift=det.cfg.crop_shift)
@@ -311,6 +360,7 @@ def test_triton_repository_holds_every_model_the_configs_name(tmp_path, blazefac
 
 # ---------------------------------------------------------------- inputs and the output policy
 
+
 def test_output_policy(tmp_path, capsys):
     model = tiny_classifier(tmp_path / "m.onnx")
     out = tmp_path / "ds"
@@ -334,12 +384,15 @@ def _file(path, data: bytes):
     return path
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda p: p / "nope.onnx", "no such file"),
-    (lambda p: _file(p / "x.txt", b"x"), "expected a .onnx or .engine"),
-    (lambda p: p, "without manifest.json"),
-    (lambda p: _file(p / "bad.onnx", b"not onnx"), "not a readable ONNX"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p / "nope.onnx", "no such file"),
+        (lambda p: _file(p / "x.txt", b"x"), "expected a .onnx or .engine"),
+        (lambda p: p, "without manifest.json"),
+        (lambda p: _file(p / "bad.onnx", b"not onnx"), "not a readable ONNX"),
+    ],
+)
 def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, setup, message):
     (tmp_path / "in").mkdir()
     given = setup(tmp_path / "in")
@@ -384,11 +437,17 @@ def _fake_engine(tmp_path, outputs, std=(0.5, 0.5, 0.5)):
     engine = tmp_path / "fer.engine"
     engine.write_bytes(b"\x00engine bytes")
     pre = {"input_size": [16, 16], "channels": 3, "mean": [0.5] * 3, "std": list(std), "color_order": "RGB"}
-    sidecar = {"format": "fertrt-engine-1", "tensorrt_version": "10.3.0", "gpu": {"name": "Orin"},
-               "class_names": NAMES[:4], "preprocess": pre, "precision": {"requested": "fp16", "graph": "fp32"},
-               "build_options": {},
-               "io": {"input": {"name": "input", "shape": [-1, 3, 16, 16]}, "outputs": outputs},
-               "profile": {"input": {"min": [1, 3, 16, 16], "opt": [4, 3, 16, 16], "max": [8, 3, 16, 16]}}}
+    sidecar = {
+        "format": "fertrt-engine-1",
+        "tensorrt_version": "10.3.0",
+        "gpu": {"name": "Orin"},
+        "class_names": NAMES[:4],
+        "preprocess": pre,
+        "precision": {"requested": "fp16", "graph": "fp32"},
+        "build_options": {},
+        "io": {"input": {"name": "input", "shape": [-1, 3, 16, 16]}, "outputs": outputs},
+        "profile": {"input": {"min": [1, 3, 16, 16], "opt": [4, 3, 16, 16], "max": [8, 3, 16, 16]}},
+    }
     (tmp_path / "fer.engine.json").write_text(json.dumps(sidecar))
     return engine
 
@@ -414,6 +473,7 @@ def test_cli_lists_the_command(capsys):
 
 # ---------------------------------------------------------------- the repository, loaded in a real Triton
 
+
 def test_bundled_triton_serves_what_the_nvinferserver_configs_send(tmp_path, blazeface_onnx):
     """The python variant of the repository in the tritonserver the nvidia-pytriton wheel carries: `fer` fed what
     config_triton_fer.txt's preprocessing makes of face crops answers as fertrt does (<= 1e-4), and
@@ -429,8 +489,18 @@ def test_bundled_triton_serves_what_the_nvinferserver_configs_send(tmp_path, bla
 
     model = tiny_classifier(tmp_path / "m.onnx", **IMAGENET)
     out = tmp_path / "ds"
-    args = ["export-deepstream", str(model), "-o", str(out), "--detector-model", str(blazeface_onnx),
-            "--triton-platform", "python", "--batch-size", "8"]
+    args = [
+        "export-deepstream",
+        str(model),
+        "-o",
+        str(out),
+        "--detector-model",
+        str(blazeface_onnx),
+        "--triton-platform",
+        "python",
+        "--batch-size",
+        "8",
+    ]
     assert main(args) == 0
     cls = ds.nvinferserver_message_class()
     fer_cfg = text_format.Parse((out / "config_triton_fer.txt").read_text(), cls()).infer_config.preprocess
@@ -474,10 +544,19 @@ def _infer(th, client, model, x, outputs):
     return {n: result.as_numpy(n) for n in outputs}
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--batch-size", "0"), ("--batch-size", "5000"), ("--detector-gie-id", "0"), ("--gie-id", "x"),
-    ("--face-class-id", "-1"), ("--classifier-threshold", "1"), ("--classifier-threshold", "nan"), ("--gpu-id", "-1"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--batch-size", "0"),
+        ("--batch-size", "5000"),
+        ("--detector-gie-id", "0"),
+        ("--gie-id", "x"),
+        ("--face-class-id", "-1"),
+        ("--classifier-threshold", "1"),
+        ("--classifier-threshold", "nan"),
+        ("--gpu-id", "-1"),
+    ],
+)
 def test_numeric_options_are_range_checked(tmp_path, capsys, option, value):
     model = tiny_classifier(tmp_path / "m.onnx")
     with pytest.raises(SystemExit) as exit_:

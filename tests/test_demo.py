@@ -1,5 +1,6 @@
 """`fertrt demo`: a fixed schedule (same seed, same model whatever the load), the quality gate, and a
 report folder that is never reused for another model, data or schedule."""
+
 import hashlib
 import json
 import subprocess
@@ -43,11 +44,12 @@ def test_reused_folder_trained_with_another_setup_is_refused(tmp_path):
     assert train_fixed_schedule(run, "lnlattennet", "synth:64:easy", 1, 0) is True
     before = state_hash(run / "last.pt")
     assert train_fixed_schedule(run, "lnlattennet", "synth:64:easy", 1, 0) is False  # finished: reused as is
-    for args, named in [(("mobilenetv3_small", "synth:64:easy", 1, 0),
-                         "model 'lnlattennet' (this run: 'mobilenetv3_small')"),
-                        (("lnlattennet", "synth", 1, 0), "data 'synth:64:easy' (this run: 'synth')"),
-                        (("lnlattennet", "synth:64:easy", 2, 0), "epochs 1 (this run: 2)"),
-                        (("lnlattennet", "synth:64:easy", 1, 3), "seed 0 (this run: 3)")]:
+    for args, named in [
+        (("mobilenetv3_small", "synth:64:easy", 1, 0), "model 'lnlattennet' (this run: 'mobilenetv3_small')"),
+        (("lnlattennet", "synth", 1, 0), "data 'synth:64:easy' (this run: 'synth')"),
+        (("lnlattennet", "synth:64:easy", 2, 0), "epochs 1 (this run: 2)"),
+        (("lnlattennet", "synth:64:easy", 1, 3), "seed 0 (this run: 3)"),
+    ]:
         with pytest.raises(FertrtError, match=r"another setup: .*" + named.replace("(", r"\(").replace(")", r"\)")):
             train_fixed_schedule(run, *args)
     assert state_hash(run / "last.pt") == before
@@ -62,8 +64,10 @@ def test_a_folder_from_a_time_budget_demo_is_refused(tmp_path):
 
 def test_gate_passes_above_the_floor_and_explains_a_failure(tmp_path):
     assert quality_gate(0.93, 0.90, tmp_path, 14) == []
-    history = [{"epoch": 1, "train_loss": 1.9, "val_accuracy": 0.15},
-               {"epoch": 2, "train_loss": 2.4, "val_accuracy": 0.14}]
+    history = [
+        {"epoch": 1, "train_loss": 1.9, "val_accuracy": 0.15},
+        {"epoch": 2, "train_loss": 2.4, "val_accuracy": 0.14},
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     reasons = quality_gate(0.1415, 0.90, tmp_path, 14)
     text = "\n".join(reasons)
@@ -89,3 +93,22 @@ def test_demo_below_the_floor_fails_loudly_and_marks_the_report(tmp_path, capsys
     other = ["demo", "-o", str(out), "--model", "mobilenetv3_small", "--data", "synth:64:easy", "--epochs", "1"]
     assert main(other) == 2
     assert "this demo folder was trained with another setup: model 'lnlattennet'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_report_folder_holding_a_fifo_is_refused_before_any_work(tmp_path, capsys, fresh):
+    """The demo reuses what its folder holds (a FIFO named model.onnx would block it) and --fresh deletes it all:
+    a node that is not a regular file, in a subfolder too, stops it with exit 2 naming the node, and stays."""
+    import os
+    import stat
+
+    out = tmp_path / "demo"
+    (out / "real").mkdir(parents=True)
+    (out / "report.md").write_text("an earlier report\n")
+    fifo = out / "real" / "mx_fp32.onnx"
+    os.mkfifo(fifo)
+    argv = ["demo", "-o", str(out), "--data", "synth:64:easy", "--epochs", "1"] + (["--fresh"] if fresh else [])
+    assert main(argv) == 2
+    assert "real/mx_fp32.onnx: is a FIFO, not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in out.iterdir()) == ["real", "report.md"]  # nothing trained, nothing removed

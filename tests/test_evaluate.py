@@ -1,4 +1,5 @@
 """LNLAttenNet's region weights after training, and the pictures that show them."""
+
 import json
 
 import numpy as np
@@ -74,8 +75,13 @@ def test_cue_region_ratios_per_class_follow_the_weights():
     no_mouth[:, 3] = 0  # a cue with no cell anywhere: its ratio is undefined, not 0.00x
     ratios = np.array(region_analysis(w, labels, 7, no_mouth, (112, 112))["cue_region_ratio_per_class"])
     assert np.isnan(ratios[1, 3]) and np.allclose(ratios[1, :3], 0.32)
-    table = cue_region_table(reg, ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"], markdown=True)
-    assert table[0] == "| class | brows | eyes | nose | mouth |" and table[3] == "| happiness | 0.32x | 0.32x | 0.32x | 5.76x* |"
+    table = cue_region_table(
+        reg, ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"], markdown=True
+    )
+    assert (
+        table[0] == "| class | brows | eyes | nose | mouth |"
+        and table[3] == "| happiness | 0.32x | 0.32x | 0.32x | 5.76x* |"
+    )
     assert table[2] == "| neutral | - | - | - | - |"
 
 

@@ -1,4 +1,5 @@
 """Export with metadata, FP16 and INT8 models on ONNX Runtime, calibration cache, sensitivity."""
+
 import struct
 
 import numpy as np
@@ -17,7 +18,12 @@ from helpers import TINY_SPEC
 
 
 def test_metadata_round_trip():
-    meta = {"model_name": "lnlattennet", "class_names": ["a", "b"], "preprocess": {"input_size": [112, 112]}, "precision": "fp16"}
+    meta = {
+        "model_name": "lnlattennet",
+        "class_names": ["a", "b"],
+        "preprocess": {"input_size": [112, 112]},
+        "precision": "fp16",
+    }
     assert decode(encode(meta)) == meta
     assert all(k.startswith("fertrt.") for k in encode(meta))
 
@@ -28,7 +34,11 @@ def test_export_writes_metadata_and_verifies(tiny_run, tiny_onnx):
     assert meta["model_name"] == "lnlattennet"
     assert meta["class_names"][0] == "neutral" and len(meta["class_names"]) == 7
     assert meta["input_size"] == [112, 112] and meta["channels"] == "3" and meta["color_order"] == "RGB"
-    assert meta["mean"] == [0.5, 0.5, 0.5] and meta["data_spec"] == TINY_SPEC and len(meta["source_checkpoint_sha256"]) == 64
+    assert (
+        meta["mean"] == [0.5, 0.5, 0.5]
+        and meta["data_spec"] == TINY_SPEC
+        and len(meta["source_checkpoint_sha256"]) == 64
+    )
     model = onnx.load(str(tiny_onnx))
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -55,9 +65,12 @@ def test_export_refusals(tiny_run, tmp_path):
 
 
 def test_fixed_batch_and_explain_export(tiny_run, tmp_path):
+    """Through the command line: `--static-batch N` is export's fixed batch."""
+    from fertrt.cli import main
+
     run, _ = tiny_run
     path = tmp_path / "b4.onnx"
-    export_checkpoint(run / "best.pt", path, ExportOptions(batch=4, explain=True), log=lambda *a: None)
+    assert main(["export", str(run / "best.pt"), "-o", str(path), "--static-batch", "4", "--explain"]) == 0
     model = onnx.load(str(path))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
     assert [o.name for o in model.graph.output] == ["logits", "region_weights"]
@@ -90,7 +103,11 @@ def test_int8_model_and_cache(tiny_onnx, tmp_path):
     zps = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("zero_point")]
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
     meta = get_metadata(model)
-    assert meta["precision"] == "int8" and meta["calibration"]["method"] == "entropy" and meta["calibration"]["size"] == 128
+    assert (
+        meta["precision"] == "int8"
+        and meta["calibration"]["method"] == "entropy"
+        and meta["calibration"]["size"] == 128
+    )
     rep = compare_models([tiny_onnx, out], TINY_SPEC, limit=300, log=lambda *a: None)
     assert rep["models"][1]["agreement"] >= 0.85 and rep["models"][1]["finite"]
     assert not any("cache hit" in m for m in messages)
@@ -99,8 +116,12 @@ def test_int8_model_and_cache(tiny_onnx, tmp_path):
     quantize_int8(tiny_onnx, tmp_path / "int8b.onnx", opts, log=messages.append)
     assert any("cache hit" in m for m in messages)
     messages.clear()
-    quantize_int8(tiny_onnx, tmp_path / "int8c.onnx", Int8Options(**{**opts.__dict__, "method": "minmax"}), log=messages.append)
-    assert not any("cache hit" in m for m in messages) and any("calibrated 128 images with minmax" in m for m in messages)
+    quantize_int8(
+        tiny_onnx, tmp_path / "int8c.onnx", Int8Options(**{**opts.__dict__, "method": "minmax"}), log=messages.append
+    )
+    assert not any("cache hit" in m for m in messages) and any(
+        "calibrated 128 images with minmax" in m for m in messages
+    )
     # the TensorRT calibration cache beside it
     text = (tmp_path / "int8.onnx.calib.cache").read_text()
     header, scales = parse_trt_calibration_cache(text)
@@ -131,15 +152,26 @@ def test_bad_inputs_to_quantize(tiny_onnx, tmp_path):
     empty = tmp_path / "empty.npy"
     np.save(empty, np.zeros((0, 3, 112, 112), np.float32))
     with pytest.raises(FertrtError, match="empty.npy: the calibration set is empty"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(empty), cache_dir=tmp_path, target="onnxruntime"))
+        quantize_int8(
+            tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(empty), cache_dir=tmp_path, target="onnxruntime")
+        )
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((4, 3, 64, 64), np.float32))
-    with pytest.raises(FertrtError, match=r"wrong.npy: calibration array has shape \(4, 3, 64, 64\); the model expects N x 3 x 112 x 112"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(wrong), cache_dir=tmp_path, target="onnxruntime"))
+    with pytest.raises(
+        FertrtError,
+        match=r"wrong.npy: calibration array has shape \(4, 3, 64, 64\); the model expects N x 3 x 112 x 112",
+    ):
+        quantize_int8(
+            tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=str(wrong), cache_dir=tmp_path, target="onnxruntime")
+        )
     with pytest.raises(FertrtError, match="needs calibration data"):
         quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(cache_dir=tmp_path, target="onnxruntime"))
     with pytest.raises(FertrtError, match="no node or op type"):
-        quantize_int8(tiny_onnx, tmp_path / "o.onnx", Int8Options(calib=TINY_SPEC, calib_size=32, exclude=("nope",), cache_dir=tmp_path, target="onnxruntime"))
+        quantize_int8(
+            tiny_onnx,
+            tmp_path / "o.onnx",
+            Int8Options(calib=TINY_SPEC, calib_size=32, exclude=("nope",), cache_dir=tmp_path, target="onnxruntime"),
+        )
 
 
 def _damage_one_conv(src, dst):
@@ -157,7 +189,10 @@ def _damage_one_conv(src, dst):
         conv_a = producer.get(relu.input[0]) if relu is not None and relu.op_type == "Relu" else None
         if conv_a is None or conv_a.op_type != "Conv" or len(conv_a.input) < 3 or node.input[1] not in inits:
             continue
-        wa, ba = numpy_helper.to_array(inits[conv_a.input[1]]).copy(), numpy_helper.to_array(inits[conv_a.input[2]]).copy()
+        wa, ba = (
+            numpy_helper.to_array(inits[conv_a.input[1]]).copy(),
+            numpy_helper.to_array(inits[conv_a.input[2]]).copy(),
+        )
         wb = numpy_helper.to_array(inits[node.input[1]]).copy()
         groups = next((a.i for a in node.attribute if a.name == "group"), 1)
         if groups != 1:
@@ -177,8 +212,14 @@ def test_sensitivity_ranks_a_damaged_layer_first(tiny_onnx, tmp_path):
     layer = _damage_one_conv(tiny_onnx, damaged)
     rep = compare_models([tiny_onnx, damaged], TINY_SPEC, limit=200, log=lambda *a: None)
     assert rep["models"][1]["agreement"] == 1.0  # FP32 function unchanged
-    report = run_sensitivity(damaged, Int8Options(calib_size=128, cache_dir=tmp_path / "c", target="onnxruntime"), eval_size=200,
-                             max_drop=2.0, report_path=tmp_path / "sens.json", log=lambda *a: None)
+    report = run_sensitivity(
+        damaged,
+        Int8Options(calib_size=128, cache_dir=tmp_path / "c", target="onnxruntime"),
+        eval_size=200,
+        max_drop=2.0,
+        report_path=tmp_path / "sens.json",
+        log=lambda *a: None,
+    )
     assert report["ranking"][0]["node"] == layer
     assert report["ranking"][0]["mean_abs_diff"] > 3 * report["ranking"][1]["mean_abs_diff"]
     assert (tmp_path / "sens.json").is_file()
@@ -196,10 +237,18 @@ def test_explain_needs_region_weights(tmp_path):
 
     model = create_model("lnlattennet", paths="global").eval()
     names = list(model.default_cfg.class_names)
-    save_checkpoint(tmp_path / "g.pt", {"model_name": "lnlattennet", "model_kwargs": {"paths": "global"},
-                                        "model_config": model.default_cfg.to_dict(), "class_names": names,
-                                        "data_spec": TINY_SPEC, "state_dict": model.state_dict(),
-                                        "preprocess": model.default_cfg.preprocess.to_dict()})
+    save_checkpoint(
+        tmp_path / "g.pt",
+        {
+            "model_name": "lnlattennet",
+            "model_kwargs": {"paths": "global"},
+            "model_config": model.default_cfg.to_dict(),
+            "class_names": names,
+            "data_spec": TINY_SPEC,
+            "state_dict": model.state_dict(),
+            "preprocess": model.default_cfg.preprocess.to_dict(),
+        },
+    )
     from fertrt.runtime.runners import open_runner
 
     runner = open_runner(tmp_path / "g.pt")

@@ -1,4 +1,5 @@
 """Outputs: complete or absent, never an input, an existing one only with --force, one writer at a time."""
+
 import errno
 import os
 import subprocess
@@ -60,7 +61,9 @@ def test_output_never_equals_an_input_even_with_force(tmp_path):
     hard = tmp_path / "hard.onnx"
     os.link(model, hard)
     for alias in (model, tmp_path / "sub" / ".." / "model.onnx", link, hard):
-        with pytest.raises(FertrtError, match=r"--jsonl .*: is the input .*model.onnx; writing it would destroy the input"):
+        with pytest.raises(
+            FertrtError, match=r"--jsonl .*: is the input .*model.onnx; writing it would destroy the input"
+        ):
             check_output(alias, overwrite=True, inputs=("other.onnx", model), option="--jsonl")
         with pytest.raises(FertrtError, match="would destroy the input"):
             write_text_atomic(alias, "oops", overwrite=True, inputs=(model,))
@@ -70,12 +73,16 @@ def test_output_never_equals_an_input_even_with_force(tmp_path):
 
 def test_output_lock_refuses_a_second_writer_in_another_process(tmp_path):
     target = tmp_path / "model_int8.onnx"
-    code = ("import sys\nfrom fertrt.fileio import output_lock\nfrom fertrt.errors import FertrtError\n"
-            "try:\n    with output_lock(sys.argv[1]):\n        print('got it')\nexcept FertrtError as e:\n    print('refused:', e)\n")
+    code = (
+        "import sys\nfrom fertrt.fileio import output_lock\nfrom fertrt.errors import FertrtError\n"
+        "try:\n    with output_lock(sys.argv[1]):\n        print('got it')\nexcept FertrtError as e:\n    print('refused:', e)\n"
+    )
     with output_lock(target) as lock:
         assert lock.exists()
         r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
-        assert r.stdout.startswith("refused:") and "another fertrt run is writing this output" in r.stdout, r.stdout + r.stderr
+        assert r.stdout.startswith("refused:") and "another fertrt run is writing this output" in r.stdout, (
+            r.stdout + r.stderr
+        )
     assert not lock.exists()
     r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "got it"
@@ -91,8 +98,16 @@ def test_json_outputs_write_undefined_numbers_as_null(tmp_path):
 
     from fertrt.fileio import write_json_atomic
 
-    path = write_json_atomic(tmp_path / "r.json", {"ratio": float("nan"), "per_class": np.array([1.5, np.nan]),
-                                                  "inf": np.float32("inf"), "n": np.int64(3), "rows": [(0.25, math.inf)]})
+    path = write_json_atomic(
+        tmp_path / "r.json",
+        {
+            "ratio": float("nan"),
+            "per_class": np.array([1.5, np.nan]),
+            "inf": np.float32("inf"),
+            "n": np.int64(3),
+            "rows": [(0.25, math.inf)],
+        },
+    )
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"ratio": None, "per_class": [1.5, None], "inf": None, "n": 3, "rows": [[0.25, None]]}
@@ -146,9 +161,11 @@ def test_stale_temp_and_lock_files_of_a_dead_run_are_cleaned_live_ones_kept(tmp_
 def test_the_next_write_cleans_what_a_killed_writer_left(tmp_path):
     """A writer SIGKILLed mid-write leaves .NAME.PID.XXXX.tmp and .NAME.lock; the next run removes both."""
     target = tmp_path / "model_int8.onnx"
-    code = ("import os, sys, time\nfrom fertrt.fileio import atomic_path, output_lock\n"
-            "with output_lock(sys.argv[1]):\n    with atomic_path(sys.argv[1]) as tmp:\n"
-            "        tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)\n")
+    code = (
+        "import os, sys, time\nfrom fertrt.fileio import atomic_path, output_lock\n"
+        "with output_lock(sys.argv[1]):\n    with atomic_path(sys.argv[1]) as tmp:\n"
+        "        tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     left = sorted(x.name for x in tmp_path.iterdir())
@@ -186,7 +203,10 @@ def test_a_full_disk_while_writing_the_lock_is_a_clear_error(tmp_path, monkeypat
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", full)
-    with pytest.raises(FertrtError, match=r"cannot write the lock file .*\.model.onnx.lock \(No space left on device; the disk is full\)"):
+    with pytest.raises(
+        FertrtError,
+        match=r"cannot write the lock file .*\.model.onnx.lock \(No space left on device; the disk is full\)",
+    ):
         with output_lock(tmp_path / "model.onnx"):
             pass
     assert list(tmp_path.iterdir()) == []
@@ -210,3 +230,90 @@ def test_protected_inputs_cover_files_inside_an_input_folder_and_hard_links(tmp_
     finally:
         clear_protected_inputs()
     check_output(img, overwrite=True)  # protection is per command run
+
+
+# ---------------------------------------------------------------- folder outputs replaced whole (pack, export-triton)
+def _earlier_output(root):
+    """An earlier run's folder: files in subfolders, a link to a file and a link to a folder, both outside it."""
+    outside = root / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "data.txt").write_text("not fertrt's")
+    (outside / "note.txt").write_text("not fertrt's either")
+    out = root / "out"
+    (out / "fer" / "1").mkdir(parents=True)
+    (out / "fer" / "1" / "model.onnx").write_bytes(b"old model")
+    (out / "manifest.json").write_text("{}")
+    (out / "fer" / "linked_folder").symlink_to(outside / "keep")
+    (out / "linked_note.txt").symlink_to(outside / "note.txt")
+    return out, outside
+
+
+def test_force_replaces_an_earlier_folder_without_following_its_links(tmp_path):
+    from fertrt.fileio import replacing_folder
+
+    out, outside = _earlier_output(tmp_path)
+    (tmp_path / ".out.new-dead1234").mkdir()  # a killed run's half-built folder: removed by the next run
+    (tmp_path / ".out.new-dead1234" / "model.onnx").write_bytes(b"half")
+    with replacing_folder(out, force=True, log=lambda *a: None) as new:
+        (new / "manifest.json").write_text('{"new": 1}')
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    assert (out / "manifest.json").read_text() == '{"new": 1}'
+    assert (outside / "keep" / "data.txt").read_text() == "not fertrt's"  # the links went, never their targets
+    assert (outside / "note.txt").read_text() == "not fertrt's either"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside"]  # no temporary folder or lock left
+
+
+def test_an_earlier_folder_is_replaced_only_with_force_and_never_over_a_node_or_an_input(tmp_path):
+    from fertrt.fileio import check_replaceable_folder, replacing_folder
+
+    out, _ = _earlier_output(tmp_path)
+    with pytest.raises(FertrtError, match=r"-o .*out: folder exists \(pass --force to replace it\)"):
+        check_replaceable_folder(out, force=False)
+    with pytest.raises(FertrtError, match=r"holds the input .*model.onnx; replacing the folder would delete it"):
+        check_replaceable_folder(out, force=True, inputs=[out / "fer" / "1" / "model.onnx"])
+    os.mkfifo(out / "fer" / "1" / "pipe")  # deep inside: found by the walk, which does not enter the linked folder
+    with pytest.raises(FertrtError, match=r"holds .*fer/1/pipe, which is not a plain file or folder"):
+        with replacing_folder(out, force=True) as new:
+            (new / "manifest.json").write_text("never published")
+    assert os.path.exists(out / "fer" / "1" / "pipe") and (out / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside"]
+
+
+def test_the_output_itself_must_be_a_real_folder_or_absent(tmp_path):
+    from fertrt.fileio import check_replaceable_folder
+
+    _, outside = _earlier_output(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(outside)
+    with pytest.raises(FertrtError, match=r"-o .*link: is a symbolic link \(to .*outside\)"):
+        check_replaceable_folder(link, force=True)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(FertrtError, match=r"-o .*fifo: is a FIFO; expected a folder to make"):
+        check_replaceable_folder(tmp_path / "fifo", force=True)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FertrtError, match=r"-o .*a_file/out: its parent .*a_file is not a folder"):
+        check_replaceable_folder(tmp_path / "a_file" / "out", force=True)
+    assert (outside / "keep" / "data.txt").read_text() == "not fertrt's"
+
+
+def test_a_failed_build_leaves_the_earlier_folder_as_it_was(tmp_path):
+    from fertrt.fileio import replacing_folder
+
+    out, _ = _earlier_output(tmp_path)
+    with pytest.raises(FertrtError, match="the build failed"):
+        with replacing_folder(out, force=True) as new:
+            (new / "half.onnx").write_bytes(b"half")
+            raise FertrtError("the build failed")
+    assert (out / "fer" / "1" / "model.onnx").read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside"]
+
+
+def test_removal_keeps_a_node_made_after_the_check(tmp_path):
+    """remove_output_tree is the last line: a FIFO that appeared after check_replaceable_folder is left, and named."""
+    from fertrt.fileio import remove_output_tree
+
+    out, outside = _earlier_output(tmp_path)
+    os.mkfifo(out / "fer" / "pipe")
+    assert remove_output_tree(out) == [out / "fer" / "pipe"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["fer", "fer/pipe"]
+    assert (outside / "keep" / "data.txt").read_text() == "not fertrt's"

@@ -1,6 +1,7 @@
 """Layering by construction: data flows train -> export -> engine -> runtime -> benchmarks, and the device
 side imports nothing from the training side. Every import statement of runtime/ and engine/ (module level
 or inside a function) is read with ast and checked; an upward one fails with its file and line."""
+
 from __future__ import annotations
 
 import ast
@@ -10,8 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # the package each top-level folder becomes (pyproject's package-dir)
-PACKAGE_OF = {"fertrt": "fertrt", "train": "fertrt.train", "export": "fertrt.export", "engine": "fertrt.engine",
-              "runtime": "fertrt.runtime", "benchmarks": "fertrt.benchmarks"}
+PACKAGE_OF = {
+    "fertrt": "fertrt",
+    "train": "fertrt.train",
+    "export": "fertrt.export",
+    "engine": "fertrt.engine",
+    "runtime": "fertrt.runtime",
+    "benchmarks": "fertrt.benchmarks",
+}
 # folder -> packages it must never import
 FORBIDDEN = {
     "runtime": ("fertrt.train", "fertrt.export", "fertrt.benchmarks"),
@@ -70,12 +77,17 @@ def test_no_upward_imports(folder):
 def test_the_walker_sees_every_kind_of_import():
     """The checker itself: relative, absolute, lazy and `from fertrt import x` imports are all caught."""
     fake = ROOT / "runtime" / "_layering_probe.py"
-    source = ("from ..export import metadata\nimport fertrt.train.checkpoint\nfrom fertrt import benchmarks\n"
-              "def f():\n    from fertrt.export.metadata import set_metadata\n")
+    source = (
+        "from ..export import metadata\nimport fertrt.train.checkpoint\nfrom fertrt import benchmarks\n"
+        "def f():\n    from fertrt.export.metadata import set_metadata\n"
+    )
     found = imports_of(fake, source)
     assert [(m, line, lazy) for m, line, lazy in found] == [
-        ("fertrt.export", 1, False), ("fertrt.train.checkpoint", 2, False), ("fertrt.benchmarks", 3, False),
-        ("fertrt.export.metadata", 5, True)]
+        ("fertrt.export", 1, False),
+        ("fertrt.train.checkpoint", 2, False),
+        ("fertrt.benchmarks", 3, False),
+        ("fertrt.export.metadata", 5, True),
+    ]
     bad = upward_imports("runtime", {fake: source})
     assert len(bad) == 4
     assert bad[0] == "runtime/_layering_probe.py:1 imports fertrt.export (runtime/ must not import fertrt.export)"

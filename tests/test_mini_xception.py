@@ -1,5 +1,6 @@
 """mini_xception's model and the Keras -> PyTorch mapping, one test per trap of the port (no download:
 random weights in Keras layouts, checked against NumPy definitions of what Keras computes)."""
+
 import numpy as np
 import pytest
 import torch
@@ -97,14 +98,16 @@ def test_grey_batches_have_standard_strides_and_train(tmp_path):
     import subprocess
     import sys
 
-    code = ("import numpy as np, torch\n"
-            "from fertrt.runtime.preprocess import normalize\n"
-            "from fertrt.train.models import create_model\n"
-            "m = create_model('mini_xception'); pre = m.default_cfg.preprocess\n"
-            "imgs = np.random.default_rng(0).integers(0, 255, (64, 64, 64, 3), dtype=np.uint8)\n"
-            "x = torch.from_numpy(normalize(imgs, pre))\n"
-            "assert x.stride() == (4096, 4096, 64, 1), x.stride()\n"
-            "torch.nn.functional.cross_entropy(m(x), torch.zeros(64, dtype=torch.long)).backward()\n"
-            "print('ok')\n")
+    code = (
+        "import numpy as np, torch\n"
+        "from fertrt.runtime.preprocess import normalize\n"
+        "from fertrt.train.models import create_model\n"
+        "m = create_model('mini_xception'); pre = m.default_cfg.preprocess\n"
+        "imgs = np.random.default_rng(0).integers(0, 255, (64, 64, 64, 3), dtype=np.uint8)\n"
+        "x = torch.from_numpy(normalize(imgs, pre))\n"
+        "assert x.stride() == (4096, 4096, 64, 1), x.stride()\n"
+        "torch.nn.functional.cross_entropy(m(x), torch.zeros(64, dtype=torch.long)).backward()\n"
+        "print('ok')\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -110,7 +110,9 @@ def test_lnlattennet_weights_decide_the_ensemble():
         handle.remove()
     c = model.local_head_w.shape[1]
     # the smoothed weights (1 - eps) * w + eps / R decide, so each slope is scaled by 1 - eps
-    expected = (1 - model.weight_smoothing) * (out["local_logits"][:, :, 3] + z_seen["z"] @ model.context_head.weight[3, :c])
+    expected = (1 - model.weight_smoothing) * (
+        out["local_logits"][:, :, 3] + z_seen["z"] @ model.context_head.weight[3, :c]
+    )
     assert model.weight_smoothing == 0.4
     assert torch.allclose(w.grad, expected.detach(), atol=1e-5)
     assert out["local_logits"][:, :, 3].abs().sum() > 0
@@ -185,7 +187,8 @@ def test_scan_cci_joint_loss_weights():
     y = torch.tensor([1, 2])
     loss, parts = model.joint_loss(out, y, F.cross_entropy)
     expected = 0.2 * F.cross_entropy(out["attention_logits"], y) + 0.8 * sum(
-        F.cross_entropy(out["region_logits"][:, i], y) for i in range(4))
+        F.cross_entropy(out["region_logits"][:, i], y) for i in range(4)
+    )
     assert torch.allclose(loss, expected)
     mean = torch.stack([out["attention_logits"]] + [out["region_logits"][:, i] for i in range(4)]).mean(0)
     assert torch.allclose(out["logits"], mean)

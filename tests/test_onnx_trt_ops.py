@@ -1,5 +1,6 @@
 """ONNX-parser support per TensorRT (export/data/onnx_trt_ops.json, from onnx-tensorrt's docs/operators.md at each
 release tag), and every graph fertrt writes for a named TensorRT checked against it."""
+
 import json
 import os
 import subprocess
@@ -34,13 +35,22 @@ def _make_tables():
 
 def test_parser_reads_both_header_forms_and_the_rows():
     mk = _make_tables()
-    old = ("# Supported ONNX Operators\n\nTensorRT 8.5 supports operators up to Opset 17. More below.\n\n"
-           "| Operator | Supported | Types |\n|---|---|---|\n| Abs | Y | FP32 |\n| Bernoulli | N |\n"
-           "| NonMaxSuppression | Y [EXPERIMENTAL] | FP32 |\n")
-    new = ("TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20. Latest...\n"
-           "| Operator | Supported |\n|---|---|\n| Conv | Y |\n| ConvInteger | N |\n")
-    assert mk.parse_operators_md(old) == {"doc_version": "8.5", "opset_min": None, "opset_max": 17,
-                                          "operators": ["Abs", "NonMaxSuppression"], "unsupported": ["Bernoulli"]}
+    old = (
+        "# Supported ONNX Operators\n\nTensorRT 8.5 supports operators up to Opset 17. More below.\n\n"
+        "| Operator | Supported | Types |\n|---|---|---|\n| Abs | Y | FP32 |\n| Bernoulli | N |\n"
+        "| NonMaxSuppression | Y [EXPERIMENTAL] | FP32 |\n"
+    )
+    new = (
+        "TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20. Latest...\n"
+        "| Operator | Supported |\n|---|---|\n| Conv | Y |\n| ConvInteger | N |\n"
+    )
+    assert mk.parse_operators_md(old) == {
+        "doc_version": "8.5",
+        "opset_min": None,
+        "opset_max": 17,
+        "operators": ["Abs", "NonMaxSuppression"],
+        "unsupported": ["Bernoulli"],
+    }
     got = mk.parse_operators_md(new)
     assert (got["opset_min"], got["opset_max"]) == (9, 20)
     assert (got["operators"], got["unsupported"]) == (["Conv"], ["ConvInteger"])
@@ -50,9 +60,13 @@ def test_parser_reads_both_header_forms_and_the_rows():
 
 def test_committed_table_covers_every_supported_tensorrt():
     data = json.loads(TABLE.read_text())
-    for version, tag, top in (("8.5.2", "release/8.5-GA", 17), ("8.6.2", "release/8.6-GA", 17),
-                              ("10.3.0", "release/10.1-GA", 20), ("10.13.3", "release/10.1-GA", 20),
-                              ("11.0.0", "release/10.1-GA", 20)):
+    for version, tag, top in (
+        ("8.5.2", "release/8.5-GA", 17),
+        ("8.6.2", "release/8.6-GA", 17),
+        ("10.3.0", "release/10.1-GA", 20),
+        ("10.13.3", "release/10.1-GA", 20),
+        ("11.0.0", "release/10.1-GA", 20),
+    ):
         sup = parser_support(version)
         assert sup["source_tag"] == tag and sup["opset_max"] == top, (version, sup["source_tag"], sup["opset_max"])
         assert {"Conv", "QuantizeLinear", "DequantizeLinear", "Resize", "Softmax", "Gemm"} <= sup["operators"]
@@ -70,13 +84,16 @@ def test_committed_table_covers_every_supported_tensorrt():
     assert [trt_for_jetpack(j) for j in jetpacks] == ["8.5.2", "8.6.2", "10.3.0", "10.3.0", "10.13.3"]
 
 
-@pytest.mark.skipif(not (ONNX_TRT_MIRROR / "HEAD").exists() and not (ONNX_TRT_MIRROR / ".git").exists(),
-                    reason="no clone of onnx/onnx-tensorrt here (set ONNX_TENSORRT_GIT to one)")
+@pytest.mark.skipif(
+    not (ONNX_TRT_MIRROR / "HEAD").exists() and not (ONNX_TRT_MIRROR / ".git").exists(),
+    reason="no clone of onnx/onnx-tensorrt here (set ONNX_TENSORRT_GIT to one)",
+)
 def test_committed_table_is_what_the_script_makes(tmp_path):
     out = tmp_path / "t.json"
     script = REPO / "export" / "data" / "make_onnx_trt_ops.py"
-    subprocess.run([sys.executable, str(script), str(ONNX_TRT_MIRROR), "-o", str(out)], check=True, capture_output=True,
-                   text=True)
+    subprocess.run(
+        [sys.executable, str(script), str(ONNX_TRT_MIRROR), "-o", str(out)], check=True, capture_output=True, text=True
+    )
     assert json.loads(out.read_text()) == json.loads(TABLE.read_text())
 
 
@@ -88,8 +105,15 @@ def _graph(nodes, opset, inits=(), domains=()):
 
 
 def test_problems_name_opset_operator_domain_and_zero_point():
-    m = _graph([helper.make_node("Mod", ["x", "x"], ["m"], fmod=1), helper.make_node("Gelu", ["m"], ["g"]),
-                helper.make_node("FusedGemm", ["g"], ["y"], domain="com.microsoft")], 20, domains=["com.microsoft"])
+    m = _graph(
+        [
+            helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+            helper.make_node("Gelu", ["m"], ["g"]),
+            helper.make_node("FusedGemm", ["g"], ["y"], domain="com.microsoft"),
+        ],
+        20,
+        domains=["com.microsoft"],
+    )
     text = " | ".join(parse_problems(m, "8.5.2"))
     assert "opset 20" in text and "parses opsets 1 to 17" in text and "com.microsoft::FusedGemm" in text
     assert "Gelu" in text and "Mod" in text and "release/8.5-GA" in text
@@ -97,9 +121,14 @@ def test_problems_name_opset_operator_domain_and_zero_point():
     assert "opset 20" not in text and "Mod" not in text and "Gelu" not in text and "FusedGemm" in text
     scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
     for zp, why in ((np.array(3, np.int8), "not 0"), (np.array(0, np.uint8), "not INT8")):
-        q = _graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q0"),
-                    helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq0")], 13,
-                   inits=[scale, numpy_helper.from_array(zp, "z")])
+        q = _graph(
+            [
+                helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q0"),
+                helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq0"),
+            ],
+            13,
+            inits=[scale, numpy_helper.from_array(zp, "z")],
+        )
         problems = parse_problems(q, "10.3.0")
         assert len(problems) == 2 and all(why in p for p in problems), problems
     ok = _graph([helper.make_node("Relu", ["x"], ["y"])], 17)
@@ -129,9 +158,18 @@ def fp32_onnx(tmp_path_factory):
     model = create_model("lnlattennet", num_classes=7).eval()
     names = ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"]
     cfg = {**model.default_cfg.to_dict(), "class_names": names}
-    save_checkpoint(out / "m.pt", {"model_name": "lnlattennet", "model_kwargs": {}, "model_config": cfg,
-                                   "class_names": names, "preprocess": cfg["preprocess"], "data_spec": TINY_SPEC,
-                                   "state_dict": model.state_dict()})
+    save_checkpoint(
+        out / "m.pt",
+        {
+            "model_name": "lnlattennet",
+            "model_kwargs": {},
+            "model_config": cfg,
+            "class_names": names,
+            "preprocess": cfg["preprocess"],
+            "data_spec": TINY_SPEC,
+            "state_dict": model.state_dict(),
+        },
+    )
     export_checkpoint(out / "m.pt", out / "m.onnx", ExportOptions(verify=False), **quiet)
     return out / "m.onnx"
 
@@ -140,8 +178,11 @@ def fp32_onnx(tmp_path_factory):
 def test_every_graph_fertrt_writes_parses(fp32_onnx, blazeface_onnx, version, tmp_path):
     """FP32, FP16, INT8 of both layouts and the detector, for one TensorRT: only its opsets and operators."""
     cache = fp32_onnx.parent / "calib"
-    written = {"fp32": fp32_onnx, "detector": blazeface_onnx,
-               "fp16": quantize_fp16(fp32_onnx, tmp_path / "fp16.onnx", trt_version=version, **quiet)}
+    written = {
+        "fp32": fp32_onnx,
+        "detector": blazeface_onnx,
+        "fp16": quantize_fp16(fp32_onnx, tmp_path / "fp16.onnx", trt_version=version, **quiet),
+    }
     for target in ("tensorrt", "onnxruntime"):
         opts = Int8Options(calib=TINY_SPEC, calib_size=32, target=target, trt_version=version, cache_dir=cache)
         written[f"int8-{target}"] = quantize_int8(fp32_onnx, tmp_path / f"int8-{target}.onnx", opts, **quiet)
@@ -185,8 +226,24 @@ def test_quantize_cli_lowers_an_opset18_source_for_tensorrt85(fp32_onnx, tmp_pat
     export_checkpoint(fp32_onnx.with_suffix(".pt"), src, ExportOptions(opset=18, verify=False), **quiet)
     assert default_opset(onnx.load(str(src))) == 18 and parse_problems(onnx.load(str(src)), "8.5.2")
     out = tmp_path / "q.onnx"
-    argv = ["quantize", str(src), "--precision", "int8", "--target", "onnxruntime", "--calib-data", TINY_SPEC,
-            "--calib-size", "8", "--cache-dir", str(tmp_path / "c"), "--trt-version", "8.5.2", "-o", str(out)]
+    argv = [
+        "quantize",
+        str(src),
+        "--precision",
+        "int8",
+        "--target",
+        "onnxruntime",
+        "--calib-data",
+        TINY_SPEC,
+        "--calib-size",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--trt-version",
+        "8.5.2",
+        "-o",
+        str(out),
+    ]
     r = subprocess.run([sys.executable, "-m", "fertrt", *argv], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     model = onnx.load(str(out))

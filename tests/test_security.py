@@ -1,5 +1,6 @@
 """Untrusted files: a checkpoint's pickle must never run code, data-set paths stay inside their root,
 file-provided strings are printed escaped. Commands run through the real CLI in subprocesses."""
+
 import os
 import subprocess
 import sys
@@ -33,10 +34,20 @@ def _checkpoint(path, payload=None):
     from fertrt.train.models import create_model
 
     model = create_model("resnet18", num_classes=7)
-    ckpt = {"model_name": "resnet18", "model_kwargs": {}, "model_config": model.default_cfg.to_dict(),
-            "class_names": list(model.default_cfg.class_names), "preprocess": model.default_cfg.preprocess.to_dict(),
-            "data_spec": "synth:60", "state_dict": model.state_dict(), "epoch": 0, "best_accuracy": 0.5,
-            "history": [], "metrics": {}, "train_config": {}}
+    ckpt = {
+        "model_name": "resnet18",
+        "model_kwargs": {},
+        "model_config": model.default_cfg.to_dict(),
+        "class_names": list(model.default_cfg.class_names),
+        "preprocess": model.default_cfg.preprocess.to_dict(),
+        "data_spec": "synth:60",
+        "state_dict": model.state_dict(),
+        "epoch": 0,
+        "best_accuracy": 0.5,
+        "history": [],
+        "metrics": {},
+        "train_config": {},
+    }
     if payload is None:
         return save_checkpoint(path, ckpt)
     ckpt["history"] = [payload]
@@ -46,8 +57,9 @@ def _checkpoint(path, payload=None):
 
 def _fertrt(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "fertrt", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=180, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "fertrt", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=180, env=env
+    )
 
 
 def test_payload_is_live_when_loaded_unsafely(tmp_path):
@@ -78,10 +90,12 @@ def test_malicious_checkpoint_runs_no_code_on_any_command(tmp_path):
         "eval": (["eval", evil], evil),
         "export": (["export", evil, "-o", tmp_path / "out.onnx"], evil),
         "infer": (["infer", evil, img, "--no-detect", "--backend", "torch"], evil),
-        "bench": (["bench", evil, "--batch", "1", "--seconds", "0.1", "-o", tmp_path / "bench"], evil),
+        "bench": (["bench", evil, "--batches", "1", "--seconds", "0.1", "-o", tmp_path / "bench"], evil),
         "compare": (["compare", evil, "--limit", "8"], evil),
-        "train --resume": (["train", "--model", "resnet18", "--data", "synth:60", "-o", resume_dir, "--resume", "--epochs", "1"],
-                           resume_dir / "last.pt"),
+        "train --resume": (
+            ["train", "--model", "resnet18", "--data", "synth:60", "-o", resume_dir, "--resume", "--epochs", "1"],
+            resume_dir / "last.pt",
+        ),
         "demo (reusing a folder)": (["demo", "-o", demo_dir, "--model", "resnet18"], demo_dir / "train" / "last.pt"),
     }
     with ThreadPoolExecutor(3) as pool:
@@ -107,7 +121,9 @@ def test_clean_checkpoint_still_loads_and_fields_are_checked(tmp_path):
     with pytest.raises(FertrtError, match="bad.pt: damaged fertrt checkpoint: field 'class_names' should be a list"):
         read_checkpoint(tmp_path / "bad.pt")
     (tmp_path / "noise.pt").write_bytes(b"garbage, not a pickle")  # damaged, not dangerous: said so
-    with pytest.raises(FertrtError, match=r"noise.pt: not a readable PyTorch checkpoint: damaged, or not written by torch.save"):
+    with pytest.raises(
+        FertrtError, match=r"noise.pt: not a readable PyTorch checkpoint: damaged, or not written by torch.save"
+    ):
         read_checkpoint(tmp_path / "noise.pt")
     torch.save(dict(ckpt, class_names=["a", "b"]), tmp_path / "short.pt")
     with pytest.raises(FertrtError, match="short.pt: damaged fertrt checkpoint: class_names .* num_classes 7"):

@@ -1,4 +1,5 @@
 """benchmarks/training_threads.py: its measurement, its busy processes and its table."""
+
 import torch
 
 from fertrt.benchmarks import training_threads as tt
@@ -22,10 +23,12 @@ def test_busy_processes_are_started_and_killed():
 
 
 def test_table_gives_the_share_of_the_quiet_speed_kept():
-    rows = [{"setting": "a", "competing": 0, "images_per_second": 200.0, "cpu_ms_per_image": 9.0},
-            {"setting": "a", "competing": 2, "images_per_second": 90.0, "cpu_ms_per_image": 9.5},
-            {"setting": "b", "competing": 0, "images_per_second": 250.0, "cpu_ms_per_image": 8.0},
-            {"setting": "b", "competing": 2, "images_per_second": 25.0, "cpu_ms_per_image": 40.0}]
+    rows = [
+        {"setting": "a", "competing": 0, "images_per_second": 200.0, "cpu_ms_per_image": 9.0},
+        {"setting": "a", "competing": 2, "images_per_second": 90.0, "cpu_ms_per_image": 9.5},
+        {"setting": "b", "competing": 0, "images_per_second": 250.0, "cpu_ms_per_image": 8.0},
+        {"setting": "b", "competing": 2, "images_per_second": 25.0, "cpu_ms_per_image": 40.0},
+    ]
     table = tt.format_table({"cpu_count": 2, "rows": rows}).splitlines()
     assert table[2] == "| a | 200.0 | 90.0 | 0.45 | 9.0 / 9.5 |"
     assert table[3] == "| b | 250.0 | 25.0 | 0.10 | 8.0 / 40.0 |"

@@ -7,6 +7,7 @@ not have. Every make_plan combination goes through build_engine, inspect_layers 
 API checks only: nothing here builds, runs or times an engine (the `trt` tests and `fertrt doctor` do).
 Wheels and stubs are cached in ~/.cache/fertrt/trt_api; the tests skip only when PyPI cannot be reached.
 """
+
 import sys
 from pathlib import Path
 
@@ -55,7 +56,12 @@ def test_capability_detection_on_real_bindings(api_results, version):
     assert caps["strongly_typed"] == (v >= (10, 0))
     assert caps["explicit_batch_flag"] == (v < (10, 0))
     assert caps["fp16_flag"] == caps["int8_flag"] == caps["calibrator"] == (v < (11, 0))
-    assert caps["builder_opt_level"] and caps["version_compatible"] and caps["hardware_compat"] and caps["host_code_allowed"]
+    assert (
+        caps["builder_opt_level"]
+        and caps["version_compatible"]
+        and caps["hardware_compat"]
+        and caps["host_code_allowed"]
+    )
     assert ("SAME_COMPUTE_CAPABILITY" in caps["hardware_compat_levels"]) == (v >= (10, 9))
     assert "AMPERE_PLUS" in caps["hardware_compat_levels"]
 
@@ -73,7 +79,7 @@ DEFECT_CHECKS = {
     "issue24_dla_rules": "DLA: FP32 and dynamic profiles refused, no-DLA-cores branch, layers on DLA counted; absent versions refused",
     "issue24_parser_errors": "parser failure reported per node, with node_name where the version has it (not on 8.6)",
     "issue24_factories_none": "Builder/Runtime/network/config/profile/timing cache/context None, set_tensor_address False, "
-                              "add_optimization_profile -1, set_calibration_profile False: each a clear error",
+    "add_optimization_profile -1, set_calibration_profile False: each a clear error",
     "issue24_capture_rules": "no sync or shape change inside a CUDA graph capture (and the stand-ins catch both)",
     "issue24_calibration_too_small": "too few calibration images for the OPT batch refused before TensorRT work",
     "issue24_resources": "close() frees every allocation, events reused, runners are context managers",
@@ -97,7 +103,10 @@ def test_same_cc_is_detected_per_member_not_per_enum(api_results):
     for version in VERSION_IDS:
         r = api_results[version]
         if "names" in r:
-            seen[version] = (r["names"]["HardwareCompatibilityLevel"], r["names"]["HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"])
+            seen[version] = (
+                r["names"]["HardwareCompatibilityLevel"],
+                r["names"]["HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"],
+            )
     if not seen:
         pytest.skip("no bindings available")
     assert any(enum and not member for enum, member in seen.values()), seen
@@ -118,4 +127,6 @@ def test_api_table_in_docs_is_current(api_results):
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(text)
         return
-    pytest.fail(f"{DOC} is out of date: run `python tests/trt_api/table.py` (or FERTRT_WRITE_API_TABLE=1 pytest -m trt_api)")
+    pytest.fail(
+        f"{DOC} is out of date: run `python tests/trt_api/table.py` (or FERTRT_WRITE_API_TABLE=1 pytest -m trt_api)"
+    )

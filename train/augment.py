@@ -1,5 +1,6 @@
 """Training-time augmentation on uint8 RGB batches (numpy + OpenCV), applied before the shared
 runtime preprocessing, plus random erasing on the normalised tensor."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,5 +59,5 @@ def random_erasing(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndar
         ratio = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
         eh, ew = int(min(h, np.sqrt(area * ratio))), int(min(w, np.sqrt(area / ratio)))
         y, x0 = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-        x[i, :, y:y + eh, x0:x0 + ew] = rng.normal(0, 1, (c, eh, ew))
+        x[i, :, y : y + eh, x0 : x0 + ew] = rng.normal(0, 1, (c, eh, ew))
     return x

@@ -1,4 +1,5 @@
 """Evaluation of a trained model, including LNLAttenNet's region analysis on `synth` cue boxes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,9 @@ from fertrt.text import safe
 from .data.synth import CUE_REGIONS  # the cue boxes `synth` records per face, in this order
 
 
-def cue_cells_per_box(cue_boxes: np.ndarray, input_size, grid: int, min_cover: float = 0.3, min_hold: float = 0.2) -> np.ndarray:
+def cue_cells_per_box(
+    cue_boxes: np.ndarray, input_size, grid: int, min_cover: float = 0.3, min_hold: float = 0.2
+) -> np.ndarray:
     """N x B x 4 boxes (pixels x0, y0, x1, y1) -> N x B x grid*grid bool: the cells of each box.
 
     A cell belongs to a box when the box covers at least `min_cover` of the cell or the cell holds at
@@ -22,8 +25,9 @@ def cue_cells_per_box(cue_boxes: np.ndarray, input_size, grid: int, min_cover: f
     x0, y0, x1, y1 = (cue_boxes[..., i, None] for i in range(4))  # N x B x 1
     rows, cols = np.divmod(np.arange(grid * grid), grid)
     cx0, cx1, cy0, cy1 = cols * cw, (cols + 1) * cw, rows * ch, (rows + 1) * ch  # grid*grid
-    inter = (np.clip(np.minimum(x1, cx1) - np.maximum(x0, cx0), 0, None)
-             * np.clip(np.minimum(y1, cy1) - np.maximum(y0, cy0), 0, None))  # N x B x grid*grid
+    inter = np.clip(np.minimum(x1, cx1) - np.maximum(x0, cx0), 0, None) * np.clip(
+        np.minimum(y1, cy1) - np.maximum(y0, cy0), 0, None
+    )  # N x B x grid*grid
     box_area = np.maximum((x1 - x0) * (y1 - y0), 1e-9)
     return (inter >= min_cover * ch * cw) | (inter >= min_hold * box_area)
 
@@ -38,7 +42,9 @@ def _ratio(share, uniform):
     return np.where(uniform > 0, share / np.where(uniform > 0, uniform, 1.0), np.nan)
 
 
-def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, cue_boxes=None, input_size=None, grid=4) -> dict:
+def region_analysis(
+    weights: np.ndarray, labels: np.ndarray, num_classes: int, cue_boxes=None, input_size=None, grid=4
+) -> dict:
     """Mean region weight per class; with cue boxes, the share of weight on the cue cells vs uniform,
     overall, per class and per class and cue region (brows, eyes, nose, mouth)."""
     r = weights.shape[1]
@@ -53,14 +59,16 @@ def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, c
         share = (weights * cells).sum(1)
         uniform_share = cells.sum(1) / r
         n_cells = np.maximum(cells.sum(1), 1)
-        result.update({
-            "cue_weight_share": float(share.mean()),
-            "cue_uniform_share": float(uniform_share.mean()),
-            "cue_share_ratio": float(_ratio(share.mean(), uniform_share.mean())),  # NaN: no face has a cue cell
-            "mean_weight_per_cue_region": float((share / n_cells).mean()),
-            "mean_weight_per_other_region": float((((1 - share) / np.maximum(r - cells.sum(1), 1))).mean()),
-            "cue_regions_per_face": float(cells.sum(1).mean()),
-        })
+        result.update(
+            {
+                "cue_weight_share": float(share.mean()),
+                "cue_uniform_share": float(uniform_share.mean()),
+                "cue_share_ratio": float(_ratio(share.mean(), uniform_share.mean())),  # NaN: no face has a cue cell
+                "mean_weight_per_cue_region": float((share / n_cells).mean()),
+                "mean_weight_per_other_region": float(((1 - share) / np.maximum(r - cells.sum(1), 1)).mean()),
+                "cue_regions_per_face": float(cells.sum(1).mean()),
+            }
+        )
         per_class_ratio = np.full(num_classes, np.nan)
         # class x cue region: the weight on that cue's cells over the uniform share of those cells
         per_region_ratio = np.full((num_classes, per_box.shape[1]), np.nan)
@@ -72,7 +80,7 @@ def region_analysis(weights: np.ndarray, labels: np.ndarray, num_classes: int, c
                 per_class_ratio[k] = _ratio(share[m].mean(), uniform_share[m].mean())
                 per_region_ratio[k] = _ratio(region_share[m].mean(0), region_uniform[m].mean(0))
         result["cue_share_ratio_per_class"] = per_class_ratio.tolist()
-        result["cue_region_names"] = list(CUE_REGIONS[:per_box.shape[1]])
+        result["cue_region_names"] = list(CUE_REGIONS[: per_box.shape[1]])
         result["cue_region_ratio_per_class"] = per_region_ratio.tolist()
     return result
 
@@ -102,7 +110,9 @@ def cue_region_table(reg: dict, class_names, markdown: bool = False) -> list[str
     return lines + [f"  {safe(c):<{width}}" + "".join(f"{v:>9}" for v in r) for c, r in zip(class_names, cells)]
 
 
-def class_mean_faces(split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size, per_class: int = 64) -> np.ndarray:
+def class_mean_faces(
+    split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size, per_class: int = 64
+) -> np.ndarray:
     """K x H x W x 3 uint8: the mean of up to `per_class` evaluated faces of each class, at the model's input size."""
     from fertrt.runtime.preprocess import resize, to_rgb
 
@@ -120,7 +130,9 @@ def class_mean_faces(split, indices: np.ndarray, labels: np.ndarray, num_classes
     return out
 
 
-def example_faces(split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size) -> tuple[np.ndarray, list[int]]:
+def example_faces(
+    split, indices: np.ndarray, labels: np.ndarray, num_classes: int, size
+) -> tuple[np.ndarray, list[int]]:
     """One evaluated face per class (the first of each), at the model's input size, and their positions in `indices`."""
     from fertrt.runtime.preprocess import resize, to_rgb
 
@@ -151,6 +163,7 @@ def evaluate(model, split, pre, batch_size=128, device="cpu") -> dict:
     if "region_weights" in pred:
         result["region_weights"] = pred["region_weights"]
         boxes = split.cue_boxes[idx] if split.cue_boxes is not None else None
-        result["regions"] = region_analysis(pred["region_weights"], labels, len(split.class_names), boxes,
-                                            pre.input_size, getattr(model, "grid", 4))
+        result["regions"] = region_analysis(
+            pred["region_weights"], labels, len(split.class_names), boxes, pre.input_size, getattr(model, "grid", 4)
+        )
     return result

@@ -1,4 +1,5 @@
 """PNG figures (matplotlib, Agg backend), each written atomically."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,15 @@ def plot_confusion(path, cm: np.ndarray, class_names, title=""):
     ax.set_yticks(range(k), class_names)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n({int(cm[i, j])})",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -48,7 +56,7 @@ def plot_region_heatmaps(path, weights_per_class: np.ndarray, class_names, grid:
         ax.set_title(class_names[i], fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or f"mean region weight per class (uniform = {1 / grid ** 2:.4f}, max {vmax:.3f})", fontsize=9)
+    fig.suptitle(title or f"mean region weight per class (uniform = {1 / grid**2:.4f}, max {vmax:.3f})", fontsize=9)
     _save(plt, fig, path)
 
 
@@ -74,7 +82,9 @@ def plot_region_overlays(path, mean_faces: np.ndarray, weights_per_class: np.nda
         ax.set_xticks([])
         ax.set_yticks([])
     r = weights_per_class.shape[1]
-    fig.suptitle(title or f"mean region weight per class over the class's mean face (numbers: x uniform 1/{r})", fontsize=9)
+    fig.suptitle(
+        title or f"mean region weight per class over the class's mean face (numbers: x uniform 1/{r})", fontsize=9
+    )
     _save(plt, fig, path)
 
 

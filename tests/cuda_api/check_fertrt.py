@@ -4,6 +4,7 @@ to its real parameter list (names and count, from the Cython signature), and ret
 real one documents; each attribute fertrt reads (flags, enum members, cudaDeviceProp fields) must exist.
 API checks only: nothing here touches a GPU or reports a CUDA result.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,13 +73,17 @@ def fake_runtime(facts, journal) -> types.ModuleType:
             try:
                 sig.bind(*args, **kwargs)
             except TypeError as exc:
-                raise ApiMismatch(f"cuda-python {version}: {name}({', '.join(params)}) called with {len(args)} positional "
-                                  f"and keywords {sorted(kwargs)}: {exc}") from None
+                raise ApiMismatch(
+                    f"cuda-python {version}: {name}({', '.join(params)}) called with {len(args)} positional "
+                    f"and keywords {sorted(kwargs)}: {exc}"
+                ) from None
             n = len(returns) if returns else 1
             values = [0] + [value_for(name, i) for i in range(1, n)]
             return tuple(values) if n > 1 else (0,)
 
-        call.__signature__ = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params or []])
+        call.__signature__ = inspect.Signature(
+            [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params or []]
+        )
         call.__name__ = name
         return call
 
@@ -118,7 +123,11 @@ class Prop:
     """cudaDeviceProp: only the fields the real class has."""
 
     def __init__(self, facts, journal):
-        self._fields, self._journal, self._version = set(facts["members"].get("cudaDeviceProp", [])), journal, facts["version"]
+        self._fields, self._journal, self._version = (
+            set(facts["members"].get("cudaDeviceProp", [])),
+            journal,
+            facts["version"],
+        )
 
     def __getattr__(self, field):
         if field.startswith("_"):
@@ -196,7 +205,10 @@ def drive(facts) -> Journal:
     host, _ = cu.alloc_host((2, 3), np.float32)
     mapped, dev_view = cu.alloc_host((2, 3), np.float32, mapped=True)
     dev = cu.alloc_device(host.nbytes)
-    step("copies", lambda: (cu.htod_async(dev, host, s), cu.dtoh_async(host, dev, s), cu.copy_htod(dev, host), cu.sync(s)))
+    step(
+        "copies",
+        lambda: (cu.htod_async(dev, host, s), cu.dtoh_async(host, dev, s), cu.copy_htod(dev, host), cu.sync(s)),
+    )
     ev = [cu.event(), cu.event()]
     step("events", lambda: (cu.record(ev[0], s), cu.record(ev[1], s), cu.elapsed_ms(ev[0], ev[1])))
     step("mem_used_bytes", lambda: cu.mem_used_bytes())
@@ -230,8 +242,16 @@ def drive(facts) -> Journal:
             raise errors[0]
 
     step("activate on another thread", other_thread)
-    step("free", lambda: (cu.free_device(dev), cu.free_host(host), cu.free_host(mapped), [cu.destroy_event(e) for e in ev],
-                          cu.destroy_stream(s)))
+    step(
+        "free",
+        lambda: (
+            cu.free_device(dev),
+            cu.free_host(host),
+            cu.free_host(mapped),
+            [cu.destroy_event(e) for e in ev],
+            cu.destroy_stream(s),
+        ),
+    )
     journal.steps = steps
     return journal
 
@@ -250,5 +270,10 @@ def check(facts) -> dict:
             used[name] = "y" if member in facts["members"].get(owner, []) else "-"
         else:
             used[name] = "y" if name in facts["attributes"] else "-"
-    return {"version": facts["version"], "import": facts["import"], "problems": journal.problems, "steps": journal.steps,
-            "used": used}
+    return {
+        "version": facts["version"],
+        "import": facts["import"],
+        "problems": journal.problems,
+        "steps": journal.steps,
+        "used": used,
+    }

@@ -1,7 +1,8 @@
 """docs/cuda_api.md: every cuda-python name fertrt uses x every checked cuda-python version, from the real wheels.
 
-    python tests/cuda_api/cuda_table.py        (tests/test_cuda_api.py fails while the doc is stale)
+python tests/cuda_api/cuda_table.py        (tests/test_cuda_api.py fails while the doc is stale)
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,10 @@ def render(results: dict) -> str:
     versions = [v for v, r in results.items() if "used" in r]
     names = sorted({n for v in versions for n in results[v]["used"]})
     lines = [HEADER, "| version | interpreter | import path | what |", "|---|---|---|---|"]
-    lines += [f"| {v} | CPython {results[v]['python'].rsplit('.', 1)[0]} | `{results[v]['import']}` | {results[v]['what']} |"
-              for v in versions]
+    lines += [
+        f"| {v} | CPython {results[v]['python'].rsplit('.', 1)[0]} | `{results[v]['import']}` | {results[v]['what']} |"
+        for v in versions
+    ]
     lines += ["", "| name | " + " | ".join(versions) + " |", "|---|" + "---|" * len(versions)]
     for n in names:
         lines.append(f"| `{n}` | " + " | ".join(results[v]["used"].get(n, "?") for v in versions) + " |")

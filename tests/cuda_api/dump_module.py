@@ -6,6 +6,7 @@ else its embedsignature docstring) and its documented return values, and the mem
 
 Python 3.8 compatible, standard library only: it runs under the JetPack 5 interpreter (3.8) too.
 """
+
 import inspect
 import json
 import re
@@ -15,9 +16,11 @@ import sys
 def import_runtime():
     try:
         from cuda.bindings import runtime as rt
+
         return rt, "cuda.bindings.runtime"
     except ImportError:
         from cuda import cudart as rt
+
         return rt, "cuda.cudart"
 
 
@@ -39,11 +42,11 @@ def returns(fn):
     if not m:
         return None
     indent, out = m.group(1), []
-    lines = doc[m.end():].splitlines()
+    lines = doc[m.end() :].splitlines()
     for i, line in enumerate(lines):
         if i + 1 < len(lines) and re.match(r"^[ \t]*-{3,}$", lines[i + 1]):
             break  # the next section's header
-        if line.strip() and line.startswith(indent) and not line[len(indent):].startswith((" ", "\t")):
+        if line.strip() and line.startswith(indent) and not line[len(indent) :].startswith((" ", "\t")):
             out.append(line.strip().split(" : ")[0])
     return out
 

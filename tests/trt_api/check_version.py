@@ -5,6 +5,7 @@ sys.path holds the unpacked bindings wheel:  python check_version.py OUT.json
 Writes {"version", "capabilities", "names": {name: present}, "plans": n, "failures": [...], "checks": {...}}.
 Nothing here builds, runs or times an engine: the stand-ins (standins.py) only answer API calls.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,28 +34,81 @@ from fertrt.runtime import trt_backend  # noqa: E402
 # every module-level TensorRT name fertrt's code or capability detection touches (class members are
 # collected from the stand-ins' journals and added to the table as they are used)
 MODULE_NAMES = [
-    "Logger", "Logger.WARNING", "Logger.VERBOSE", "Logger.ERROR", "Builder", "Runtime", "OnnxParser", "IBuilderConfig", "ICudaEngine",
-    "IExecutionContext", "ITimingCache", "IInt8EntropyCalibrator2", "IInt8Calibrator", "EngineInspector", "IEngineInspector",
-    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
-    "BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.GPU_FALLBACK", "BuilderFlag.VERSION_COMPATIBLE",
-    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "MemoryPoolType.WORKSPACE", "ProfilingVerbosity.DETAILED", "DeviceType.DLA",
-    "HardwareCompatibilityLevel", "HardwareCompatibilityLevel.NONE", "HardwareCompatibilityLevel.AMPERE_PLUS",
-    "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "TensorIOMode.INPUT", "LayerInformationFormat.JSON", "DataType.FLOAT",
-    "Dims", "init_libnvinfer_plugins", "Logger.min_severity", "OnnxParser.parse_from_file", "ParserError",
-    "ParserError.node", "ParserError.node_name", "ParserError.node_operator", "ParserError.desc",
-    "DataType.HALF", "DataType.INT8", "DataType.INT32", "DataType.INT64", "DataType.BOOL", "DataType.UINT8",
+    "Logger",
+    "Logger.WARNING",
+    "Logger.VERBOSE",
+    "Logger.ERROR",
+    "Builder",
+    "Runtime",
+    "OnnxParser",
+    "IBuilderConfig",
+    "ICudaEngine",
+    "IExecutionContext",
+    "ITimingCache",
+    "IInt8EntropyCalibrator2",
+    "IInt8Calibrator",
+    "EngineInspector",
+    "IEngineInspector",
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+    "BuilderFlag.FP16",
+    "BuilderFlag.INT8",
+    "BuilderFlag.GPU_FALLBACK",
+    "BuilderFlag.VERSION_COMPATIBLE",
+    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+    "MemoryPoolType.WORKSPACE",
+    "ProfilingVerbosity.DETAILED",
+    "DeviceType.DLA",
+    "HardwareCompatibilityLevel",
+    "HardwareCompatibilityLevel.NONE",
+    "HardwareCompatibilityLevel.AMPERE_PLUS",
+    "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY",
+    "TensorIOMode.INPUT",
+    "LayerInformationFormat.JSON",
+    "DataType.FLOAT",
+    "Dims",
+    "init_libnvinfer_plugins",
+    "Logger.min_severity",
+    "OnnxParser.parse_from_file",
+    "ParserError",
+    "ParserError.node",
+    "ParserError.node_name",
+    "ParserError.node_operator",
+    "ParserError.desc",
+    "DataType.HALF",
+    "DataType.INT8",
+    "DataType.INT32",
+    "DataType.INT64",
+    "DataType.BOOL",
+    "DataType.UINT8",
     # capability detection (engine/compat.py) on classes
-    "IBuilderConfig.int8_calibrator", "IBuilderConfig.builder_optimization_level", "IBuilderConfig.hardware_compatibility_level",
-    "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.set_calibration_profile",
-    "ICudaEngine.create_engine_inspector", "ICudaEngine.num_io_tensors", "IExecutionContext.execute_async_v3",
-    "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address", "Runtime.engine_host_code_allowed",
-    "ITimingCache.combine", "EngineInspector.execution_context",
+    "IBuilderConfig.int8_calibrator",
+    "IBuilderConfig.builder_optimization_level",
+    "IBuilderConfig.hardware_compatibility_level",
+    "IBuilderConfig.create_timing_cache",
+    "IBuilderConfig.set_memory_pool_limit",
+    "IBuilderConfig.set_calibration_profile",
+    "ICudaEngine.create_engine_inspector",
+    "ICudaEngine.num_io_tensors",
+    "IExecutionContext.execute_async_v3",
+    "IExecutionContext.set_input_shape",
+    "IExecutionContext.set_tensor_address",
+    "Runtime.engine_host_code_allowed",
+    "ITimingCache.combine",
+    "EngineInspector.execution_context",
 ]
 
 SHAPE = ("batch", 3, 32, 32)
 HOST = ("Linux", "aarch64")  # plan as on a Jetson, where DLA exists (dla_unavailable decides per version)
 GPU = {"name": "API-check stand-in (no GPU)", "compute_capability": "8.7", "integrated": False}
-PREPROCESS = {"input_size": [32, 32], "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "color_order": "RGB", "layout": "NCHW"}
+PREPROCESS = {
+    "input_size": [32, 32],
+    "channels": 3,
+    "mean": [0.5] * 3,
+    "std": [0.5] * 3,
+    "color_order": "RGB",
+    "layout": "NCHW",
+}
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 
 
@@ -95,15 +149,26 @@ class Driver:
         data, facts = builder_mod.build_engine(self.tmp / "model.onnx", plan, cal, log=messages.append, cuda=env.cuda)
         return data, facts
 
-    def write_engine(self, env, data, opts: BuildOptions, name="m.engine", plan=None, layers=None, version=None) -> Path:
+    def write_engine(
+        self, env, data, opts: BuildOptions, name="m.engine", plan=None, layers=None, version=None
+    ) -> Path:
         """The engine and its sidecar as fertrt's build_sidecar writes it (read back through read_sidecar)."""
         path = self.tmp / name
         path.write_bytes(data)
         meta = {"class_names": CLASSES, "preprocess": PREPROCESS, "precision": "fp32", "model_name": "api-check"}
-        side = build_sidecar(trt_version=version or real_trt.__version__, gpu=env.cuda.device_info(), jetson=None,
-                             onnx_path=self.tmp / "model.onnx", onnx_sha256="0" * 64, meta=meta,
-                             plan=plan or BuildPlan(strongly_typed=False), opts=opts,
-                             io={"input": {"name": "input", "shape": list(SHAPE)}, "outputs": ["logits"]}, build={}, layers=layers)
+        side = build_sidecar(
+            trt_version=version or real_trt.__version__,
+            gpu=env.cuda.device_info(),
+            jetson=None,
+            onnx_path=self.tmp / "model.onnx",
+            onnx_sha256="0" * 64,
+            meta=meta,
+            plan=plan or BuildPlan(strongly_typed=False),
+            opts=opts,
+            io={"input": {"name": "input", "shape": list(SHAPE)}, "outputs": ["logits"]},
+            build={},
+            layers=layers,
+        )
         Path(str(path) + ".json").write_text(json.dumps(side))
         read_sidecar(path)  # what the runner will read: must pass fertrt's own sidecar checks
         return path
@@ -117,7 +182,11 @@ class Driver:
             if timed:
                 runner.infer_timed(np.zeros((batches[0],) + SHAPE[1:], np.float32))
             kept = runner.use_graph
-        leaks = {k: env.cuda.allocated[k] - env.cuda.freed[k] for k in env.cuda.allocated if env.cuda.allocated[k] != env.cuda.freed[k]}
+        leaks = {
+            k: env.cuda.allocated[k] - env.cuda.freed[k]
+            for k in env.cuda.allocated
+            if env.cuda.allocated[k] != env.cuda.freed[k]
+        }
         if leaks:
             raise AssertionError(f"CUDA resources not freed by close(): {leaks}")
         return kept
@@ -129,12 +198,14 @@ class Driver:
 
     @staticmethod
     def plan(opts: BuildOptions, graph_precision: str, caps, dla_cores=0):
-        """make_plan as commands.build calls it; None when it refuses (with a FertrtError: a clear message)."""
+        """make_plan as engine.build.build calls it; None when it refuses (with a FertrtError: a clear message)."""
         graph = GraphInfo("input", SHAPE, graph_precision, "0" * 64)
         try:
             plan = make_plan(opts, caps, graph, dla_cores, gpu=GPU, host=HOST)
-            if plan.prequantize:  # commands.build quantizes first and plans again on the new graph
-                plan = make_plan(opts, caps, GraphInfo("input", SHAPE, plan.prequantize, "1" * 64), dla_cores, gpu=GPU, host=HOST)
+            if plan.prequantize:  # engine.build.build quantizes first and plans again on the new graph
+                plan = make_plan(
+                    opts, caps, GraphInfo("input", SHAPE, plan.prequantize, "1" * 64), dla_cores, gpu=GPU, host=HOST
+                )
         except FertrtError:
             return None
         return plan
@@ -146,12 +217,18 @@ class Driver:
         try:
             data, facts = self.build(env, opts, plan, messages)
             layers = builder_mod.inspect_layers(data, version_compatible=opts.version_compatible, log=messages.append)
-            if layers is not None and any(l.get("precision") is None or "N/A" in str(l.get("precision")) for l in layers):
+            if layers is not None and any(
+                l.get("precision") is None or "N/A" in str(l.get("precision")) for l in layers
+            ):
                 raise AssertionError(f"layer precisions unknown: {layers[0]}")
             if plan.dla_core is not None and not builder_mod.dla_layer_count(layers):
                 raise AssertionError(f"a DLA build with no layer reported on DLA: {layers}")
             path = self.write_engine(env, data, opts, plan=plan, layers=layers)
-            mn, op, mx = plan.profile["input"]["min"][0], plan.profile["input"]["opt"][0], plan.profile["input"]["max"][0]
+            mn, op, mx = (
+                plan.profile["input"]["min"][0],
+                plan.profile["input"]["opt"][0],
+                plan.profile["input"]["max"][0],
+            )
             self.run(env, path, [op, mx, op], cuda_graph=False)
             kept = self.run(env, path, [op, op, mx, mn, op], cuda_graph=True)
             if not kept:
@@ -181,12 +258,20 @@ def plan_matrix(caps):
         ("vc+ampere+", {"version_compatible": True, "hardware_compat": "ampere+"}),
         ("batch-1,32,64", {"batch": (1, 32, 64)}),
     ]
-    calibs = [("no-calib", {}), ("calib-data", {"calib_data": "synth", "calib_size": 64}), ("calib-cache", {"calib_cache": "CACHE"}),
-              ("calib-data+cache", {"calib_data": "synth", "calib_size": 64, "calib_cache": "CACHE"})]
+    calibs = [
+        ("no-calib", {}),
+        ("calib-data", {"calib_data": "synth", "calib_size": 64}),
+        ("calib-cache", {"calib_cache": "CACHE"}),
+        ("calib-data+cache", {"calib_data": "synth", "calib_size": 64, "calib_cache": "CACHE"}),
+    ]
     for precision, graph, weak, legacy, (cname, cal), (ename, extra) in itertools.product(
-            ("fp32", "fp16", "int8", "best"), ("fp32", "fp16", "int8"), (False, True), (False, True), calibs, extras):
-        yield f"{precision}/{graph}-graph/{'weak' if weak else 'strong'}/{'legacy' if legacy else 'qdq'}/{cname}/{ename}", \
-            dict(precision=precision, weakly_typed=weak, legacy_int8=legacy, **cal, **extra), graph
+        ("fp32", "fp16", "int8", "best"), ("fp32", "fp16", "int8"), (False, True), (False, True), calibs, extras
+    ):
+        yield (
+            f"{precision}/{graph}-graph/{'weak' if weak else 'strong'}/{'legacy' if legacy else 'qdq'}/{cname}/{ename}",
+            dict(precision=precision, weakly_typed=weak, legacy_int8=legacy, **cal, **extra),
+            graph,
+        )
 
 
 def main(out_path):
@@ -200,7 +285,9 @@ def main(out_path):
         if kw.get("timing_cache"):
             kw["timing_cache"] = str(tmp / "shared.timing")  # later builds merge into it
         if kw.get("calib_cache"):
-            kw["calib_cache"] = str(tmp / ("existing.calib.cache" if not kw.get("calib_data") else "written.calib.cache"))
+            kw["calib_cache"] = str(
+                tmp / ("existing.calib.cache" if not kw.get("calib_data") else "written.calib.cache")
+            )
             Path(tmp / "written.calib.cache").unlink(missing_ok=True)
         opts = BuildOptions(**kw)
         if opts.calib_cache and not opts.calib_data:  # validate() requires an existing cache without --calib-data
@@ -256,7 +343,9 @@ def main(out_path):
         # a plain engine keeps host code off
         env = driver.env()
         plain_opts = BuildOptions()
-        data, _ = builder_mod.build_engine(tmp / "model.onnx", make_plan(plain_opts, caps, graph32), log=lambda *a: None, cuda=env.cuda)
+        data, _ = builder_mod.build_engine(
+            tmp / "model.onnx", make_plan(plain_opts, caps, graph32), log=lambda *a: None, cuda=env.cuda
+        )
         driver.run(env, driver.write_engine(env, data, plain_opts), [8], cuda_graph=False)
         assert "set Runtime.engine_host_code_allowed" not in env.journal.names()
         return "engine_host_code_allowed set before deserialize_cuda_engine"
@@ -264,8 +353,14 @@ def main(out_path):
     def calibration_batch():
         if not (caps.calibrator and caps.int8_flag):
             return "no calibrator in this version"
-        opts = BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=64,
-                            calib_cache=str(tmp / "cal.cache"))
+        opts = BuildOptions(
+            precision="int8",
+            legacy_int8=True,
+            batch=(1, 32, 64),
+            calib_data="synth",
+            calib_size=64,
+            calib_cache=str(tmp / "cal.cache"),
+        )
         plan = make_plan(opts, caps, graph32)
         assert plan.calibrator["batch"] == 32, plan.calibrator
         env = driver.env()
@@ -297,13 +392,20 @@ def main(out_path):
         env = driver.env()
         builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda)  # first build writes
         env = driver.env()
-        _, facts = builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda)  # second merges
+        _, facts = builder_mod.build_engine(
+            tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda
+        )  # second merges
         assert facts["timing_cache_loaded"] and "ITimingCache.combine" in env.journal.names()
         assert b"+" in Path(opts.timing_cache).read_bytes()
         results.append("existing timing cache merged (ITimingCache.combine) under a lock")
-        for scenario, expect in (({"execute_fails": True}, "execute_async_v3"), ({"shape_refused": True}, "input shape")):
+        for scenario, expect in (
+            ({"execute_fails": True}, "execute_async_v3"),
+            ({"shape_refused": True}, "input shape"),
+        ):
             env = driver.env()
-            data, _ = builder_mod.build_engine(tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda)
+            data, _ = builder_mod.build_engine(
+                tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda
+            )
             path = driver.write_engine(env, data, BuildOptions())
             for graph in (False, True, "timed"):  # plain, CUDA graph and the timed path each check the return
                 env = driver.env(**scenario)
@@ -316,22 +418,29 @@ def main(out_path):
                     assert expect in str(exc), exc
                     message = str(exc)
                 else:
-                    raise AssertionError(f"{scenario} ({'cuda graph' if graph is True else graph or 'plain'}): no error")
+                    raise AssertionError(
+                        f"{scenario} ({'cuda graph' if graph is True else graph or 'plain'}): no error"
+                    )
             results.append(f"{expect} False -> {message}")
         return "; ".join(results)
 
     def cuda_graph_order():
         env = driver.env()
         opts = BuildOptions(batch=(1, 8, 32))
-        data, _ = builder_mod.build_engine(tmp / "model.onnx", make_plan(opts, caps, graph32), log=lambda *a: None, cuda=env.cuda)
+        data, _ = builder_mod.build_engine(
+            tmp / "model.onnx", make_plan(opts, caps, graph32), log=lambda *a: None, cuda=env.cuda
+        )
         path = driver.write_engine(env, data, opts)
         env.journal.events.clear()
         kept = driver.run(env, path, [8, 8, 4], cuda_graph=True)
-        ev = [e[0] if e[0] != "enqueue" else ("enqueue-captured" if e[2]["captured"] else "enqueue") for e in env.journal.events
-              if e[0] in ("enqueue", "sync", "capture_begin", "capture_end", "graph_launch", "graph_free")]
+        ev = [
+            e[0] if e[0] != "enqueue" else ("enqueue-captured" if e[2]["captured"] else "enqueue")
+            for e in env.journal.events
+            if e[0] in ("enqueue", "sync", "capture_begin", "capture_end", "graph_launch", "graph_free")
+        ]
         assert kept and not env.journal.violations, env.journal.violations
         first = ev.index("capture_begin")
-        assert ev[first - 2:first] == ["enqueue", "sync"], ev
+        assert ev[first - 2 : first] == ["enqueue", "sync"], ev
         assert ev[first + 1] == "enqueue-captured" and ev[first + 2] == "capture_end", ev
         assert "graph_launch" in ev and ev.count("graph_free") == 2 and ev.count("capture_begin") == 2, ev
         # a capture that fails falls back to plain execution with a message
@@ -347,12 +456,16 @@ def main(out_path):
 
     def inspector_precisions():
         env = driver.env()
-        data, _ = builder_mod.build_engine(tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda)
+        data, _ = builder_mod.build_engine(
+            tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda
+        )
         layers = builder_mod.inspect_layers(data)
         assert layers and all("N/A" not in str(l["precision"]) for l in layers), layers
         if caps.inspector_context:
-            assert "set EngineInspector.execution_context" in env.journal.names() or \
-                "set IEngineInspector.execution_context" in env.journal.names()
+            assert (
+                "set EngineInspector.execution_context" in env.journal.names()
+                or "set IEngineInspector.execution_context" in env.journal.names()
+            )
         return f"precision {layers[0]['precision']!r} at the OPT shape"
 
     def too_old():
@@ -362,7 +475,9 @@ def main(out_path):
         old = types.ModuleType("tensorrt")
         old.__dict__.update(vars(sys.modules["tensorrt"]))
         old.__version__ = "8.4.3"
-        old.IExecutionContext = type("IExecutionContext", (), {"execute_async_v2": None})  # 8.4's context: no tensor API
+        old.IExecutionContext = type(
+            "IExecutionContext", (), {"execute_async_v2": None}
+        )  # 8.4's context: no tensor API
         sys.modules["tensorrt"] = old
         try:
             require_supported(capabilities_of(old))
@@ -371,7 +486,9 @@ def main(out_path):
         else:
             raise AssertionError("require_supported accepted 8.4")
         env = driver.env()
-        data, _ = builder_mod.build_engine(tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda)
+        data, _ = builder_mod.build_engine(
+            tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda
+        )
         path = driver.write_engine(env, data, BuildOptions())
         sys.modules["tensorrt"] = old
         try:
@@ -406,18 +523,40 @@ def main(out_path):
 
         reason = dla_unavailable(caps.version, *HOST)
         if reason:
-            msg = expect_error(lambda: make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 2, host=HOST),
-                               "--dla-core 0")
+            msg = expect_error(
+                lambda: make_plan(
+                    BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 2, host=HOST
+                ),
+                "--dla-core 0",
+            )
             return f"DLA refused on this version: {msg}"
-        expect_error(lambda: make_plan(BuildOptions(batch=(1, 1, 1), dla_core=0, gpu_fallback=True), caps, graph32, 2, host=HOST),
-                     "DLA runs FP16 and INT8 only")
-        expect_error(lambda: make_plan(BuildOptions(precision="fp16", dla_core=0), caps, fp16, 2, host=HOST), "MIN = OPT = MAX")
+        expect_error(
+            lambda: make_plan(
+                BuildOptions(batch=(1, 1, 1), dla_core=0, gpu_fallback=True), caps, graph32, 2, host=HOST
+            ),
+            "DLA runs FP16 and INT8 only",
+        )
+        expect_error(
+            lambda: make_plan(BuildOptions(precision="fp16", dla_core=0), caps, fp16, 2, host=HOST), "MIN = OPT = MAX"
+        )
         results.append("FP32 and dynamic profiles refused")
-        expect_error(lambda: make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 0, host=HOST), "no DLA")
-        opts = BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0, gpu_fallback=True, weakly_typed=not weak_ok and caps.fp16_flag)
+        expect_error(
+            lambda: make_plan(BuildOptions(precision="fp16", batch=(1, 1, 1), dla_core=0), caps, fp16, 0, host=HOST),
+            "no DLA",
+        )
+        opts = BuildOptions(
+            precision="fp16",
+            batch=(1, 1, 1),
+            dla_core=0,
+            gpu_fallback=True,
+            weakly_typed=not weak_ok and caps.fp16_flag,
+        )
         plan = make_plan(opts, caps, fp16, 2, host=HOST)
         env = driver.env(dla_cores=0)  # make_plan was told 2 cores, the device has none: the builder's own check
-        expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "no DLA cores")
+        expect_error(
+            lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda),
+            "no DLA cores",
+        )
         results.append("no-DLA-cores branch refused in make_plan and in build_engine")
         for on_dla in (2, 0):
             env = driver.env(dla_cores=2, dla_layers=on_dla)
@@ -429,24 +568,46 @@ def main(out_path):
 
     def parser_errors():
         has_name = hasattr(real_trt.ParserError, "node_name")
-        env = driver.env(parse_errors=[(3, "conv_3", "Conv", "unsupported attribute"), (-1, "", "", "model-level error")])
-        msg = expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32),
-                                                            log=lambda *a: None, cuda=env.cuda),
-                           "ONNX parser failed", "node 3", "unsupported attribute", "model-level error")
+        env = driver.env(
+            parse_errors=[(3, "conv_3", "Conv", "unsupported attribute"), (-1, "", "", "model-level error")]
+        )
+        msg = expect_error(
+            lambda: builder_mod.build_engine(
+                tmp / "model.onnx", make_plan(BuildOptions(), caps, graph32), log=lambda *a: None, cuda=env.cuda
+            ),
+            "ONNX parser failed",
+            "node 3",
+            "unsupported attribute",
+            "model-level error",
+        )
         assert ("conv_3" in msg and "Conv" in msg) == has_name, (has_name, msg)
-        assert "OnnxParser.parse_from_file" in env.journal.names() and not env.journal.violations, env.journal.violations
+        assert "OnnxParser.parse_from_file" in env.journal.names() and not env.journal.violations, (
+            env.journal.violations
+        )
         return f"node_name {'reported' if has_name else 'absent in this version'}: {msg!r}"
 
     def factories_none():
         results = []
         plan = make_plan(BuildOptions(timing_cache=str(tmp / "none.timing")), caps, graph32)
-        for factory in ("Builder", "create_network", "create_builder_config", "create_optimization_profile", "create_timing_cache"):
+        for factory in (
+            "Builder",
+            "create_network",
+            "create_builder_config",
+            "create_optimization_profile",
+            "create_timing_cache",
+        ):
             env = driver.env(none_from=[factory])
-            expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "TensorRT")
+            expect_error(
+                lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda),
+                "TensorRT",
+            )
             results.append(factory)
         env = driver.env()
         path = plain_engine(env)
-        for factory, needle in (("Runtime", "could not create a Runtime"), ("create_execution_context", "execution context")):
+        for factory, needle in (
+            ("Runtime", "could not create a Runtime"),
+            ("create_execution_context", "execution context"),
+        ):
             env = driver.env(none_from=[factory])
             expect_error(lambda: trt_backend.TrtRunner(path), needle)
             assert all(env.cuda.allocated[k] == env.cuda.freed[k] for k in env.cuda.allocated), env.cuda.allocated
@@ -454,18 +615,31 @@ def main(out_path):
         env = driver.env(none_from=["create_execution_context"])
         notes = []
         layers = builder_mod.inspect_layers(path.read_bytes(), log=notes.append)
-        assert layers and all(l["precision"] is None for l in layers) and any("precisions" in n for n in notes), (layers, notes)
+        assert layers and all(l["precision"] is None for l in layers) and any("precisions" in n for n in notes), (
+            layers,
+            notes,
+        )
         env = driver.env(address_refused=True)
         expect_error(lambda: trt_backend.TrtRunner(path), "the address of tensor")
         env = driver.env(profile_invalid=True)
-        expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda), "optimization profile")
+        expect_error(
+            lambda: builder_mod.build_engine(tmp / "model.onnx", plan, log=lambda *a: None, cuda=env.cuda),
+            "optimization profile",
+        )
         results.append("set_tensor_address False, add_optimization_profile -1")
         if caps.calibration_profile and caps.calibrator:
-            cplan = make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 8, 16), calib_data="synth", calib_size=16),
-                              caps, graph32)
+            cplan = make_plan(
+                BuildOptions(precision="int8", legacy_int8=True, batch=(1, 8, 16), calib_data="synth", calib_size=16),
+                caps,
+                graph32,
+            )
             env = driver.env(calib_profile_refused=True)
-            expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", cplan, driver.calib_images(16), log=lambda *a: None,
-                                                          cuda=env.cuda), "calibration profile")
+            expect_error(
+                lambda: builder_mod.build_engine(
+                    tmp / "model.onnx", cplan, driver.calib_images(16), log=lambda *a: None, cuda=env.cuda
+                ),
+                "calibration profile",
+            )
             assert env.cuda.allocated["device"] == env.cuda.freed["device"], "calibrator buffer leaked"
             results.append("set_calibration_profile False")
         return "None/False handled: " + ", ".join(results)
@@ -481,20 +655,32 @@ def main(out_path):
         # the stand-ins flag what the runner must never do inside a capture (so the check above can fail)
         with trt_backend.TrtRunner(path, cuda_graph=True) as runner:
             runner.infer_outputs(np.zeros((8,) + SHAPE[1:], np.float32))
-            env.cuda.graph_capture(runner.stream, lambda: (env.cuda.sync(runner.stream),
-                                                           runner.context.set_input_shape("input", (4,) + SHAPE[1:])))
+            env.cuda.graph_capture(
+                runner.stream,
+                lambda: (env.cuda.sync(runner.stream), runner.context.set_input_shape("input", (4,) + SHAPE[1:])),
+            )
         flagged = [v for v in env.journal.violations if "inside a CUDA graph capture" in v]
         assert len(flagged) == 2, env.journal.violations
-        return "batch changes 8,8,4,4,32,1,8 re-captured cleanly; a sync and a shape change inside a capture are flagged"
+        return (
+            "batch changes 8,8,4,4,32,1,8 re-captured cleanly; a sync and a shape change inside a capture are flagged"
+        )
 
     def calibration_too_small():
         if not (caps.calibrator and caps.int8_flag):
             return "no calibrator in this version"
-        plan = make_plan(BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=64),
-                         caps, graph32)
+        plan = make_plan(
+            BuildOptions(precision="int8", legacy_int8=True, batch=(1, 32, 64), calib_data="synth", calib_size=64),
+            caps,
+            graph32,
+        )
         env = driver.env()
-        msg = expect_error(lambda: builder_mod.build_engine(tmp / "model.onnx", plan, driver.calib_images(20), log=lambda *a: None,
-                                                            cuda=env.cuda), "20 images", "batch of 32")
+        msg = expect_error(
+            lambda: builder_mod.build_engine(
+                tmp / "model.onnx", plan, driver.calib_images(20), log=lambda *a: None, cuda=env.cuda
+            ),
+            "20 images",
+            "batch of 32",
+        )
         assert "Builder()" not in env.journal.names(), "refused only after TensorRT work began"
         return msg
 
@@ -521,9 +707,14 @@ def main(out_path):
         path = plain_engine(env)
         builder_mod.inspect_layers(path.read_bytes())
         driver.run(env, path, [8], cuda_graph=False)
-        assert env.loggers and all(l is env.loggers[0] for l in env.loggers), f"{len(set(map(id, env.loggers)))} loggers"
+        assert env.loggers and all(l is env.loggers[0] for l in env.loggers), (
+            f"{len(set(map(id, env.loggers)))} loggers"
+        )
         names = env.journal.names()
-        assert names.count("init_libnvinfer_plugins") == 1 and not env.journal.violations, (names[:5], env.journal.violations)
+        assert names.count("init_libnvinfer_plugins") == 1 and not env.journal.violations, (
+            names[:5],
+            env.journal.violations,
+        )
         return f"one Logger for {len(env.loggers)} uses; plugins initialised once, before parse and deserialize"
 
     def dtype_map():
@@ -554,7 +745,9 @@ def main(out_path):
         opts = BuildOptions(hardware_compat="ampere+")
         expect_error(lambda: make_plan(opts, caps, graph32, gpu={"name": "Xavier", "compute_capability": "7.2"}), "8.0")
         env = driver.env()
-        builder_mod.build_engine(tmp / "model.onnx", make_plan(opts, caps, graph32, gpu=GPU), log=lambda *a: None, cuda=env.cuda)
+        builder_mod.build_engine(
+            tmp / "model.onnx", make_plan(opts, caps, graph32, gpu=GPU), log=lambda *a: None, cuda=env.cuda
+        )
         return "refused on cc 7.2, built on cc 8.7"
 
     def threads():
@@ -563,7 +756,9 @@ def main(out_path):
         env = driver.env()
         path = plain_engine(env, BuildOptions(batch=(1, 8, 32)))
         env = driver.env()
-        runners = [trt_backend.TrtRunner(path, cuda_graph=graph) for graph in (False, True)]  # as bench --streams opens them
+        runners = [
+            trt_backend.TrtRunner(path, cuda_graph=graph) for graph in (False, True)
+        ]  # as bench --streams opens them
         errors = []
 
         def work(runner):
@@ -608,9 +803,15 @@ def main(out_path):
     check("defect8_too_old", too_old)
 
     names = sorted(set(MODULE_NAMES) | driver.used)
-    result = {"version": real_trt.__version__, "capabilities": caps.to_dict(), "plans": len(plans),
-              "names": {n: present(real_trt, n) for n in names}, "used_members": sorted(driver.used),
-              "failures": driver.failures, "checks": checks}
+    result = {
+        "version": real_trt.__version__,
+        "capabilities": caps.to_dict(),
+        "plans": len(plans),
+        "names": {n: present(real_trt, n) for n in names},
+        "used_members": sorted(driver.used),
+        "failures": driver.failures,
+        "checks": checks,
+    }
     Path(out_path).write_text(json.dumps(result, indent=1))
 
 

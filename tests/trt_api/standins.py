@@ -11,6 +11,7 @@ A stand-in `Strict(real_class, model)`:
 The small `Model*` classes below give plausible answers (shapes, booleans) so the code under test can go
 on; they compute nothing and produce no engine, timing or output. API checks only.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,11 @@ def _type_problem(trt, ptype: str, value) -> str | None:
     if t == "str":
         return None if isinstance(value, str) else f"expected str, got {type(value).__name__}"
     if t == "buffer":
-        return None if isinstance(value, (bytes, bytearray, memoryview)) or isinstance(value, Strict) else \
-            f"expected a buffer, got {type(value).__name__}"
+        return (
+            None
+            if isinstance(value, (bytes, bytearray, memoryview)) or isinstance(value, Strict)
+            else f"expected a buffer, got {type(value).__name__}"
+        )
     if "tensorrt" in t and hasattr(trt, short):
         cls = getattr(trt, short)
         if value is None:
@@ -133,8 +137,12 @@ def check_call(trt, real_cls, name: str, args: tuple, kwargs: dict):
             problems.append("; ".join(type_errors))
             continue
         return
-    sigs = " | ".join(f"{name}({', '.join(p[0] + ': ' + p[1] for p in params[1:])})" for params in signatures(member, name))
-    raise ApiMisuse(f"{real_cls.__name__}.{name} called with args={args!r} kwargs={kwargs!r}: {'; '.join(problems)}; real: {sigs}")
+    sigs = " | ".join(
+        f"{name}({', '.join(p[0] + ': ' + p[1] for p in params[1:])})" for params in signatures(member, name)
+    )
+    raise ApiMisuse(
+        f"{real_cls.__name__}.{name} called with args={args!r} kwargs={kwargs!r}: {'; '.join(problems)}; real: {sigs}"
+    )
 
 
 # ---------------------------------------------------------------- the stand-in
@@ -175,7 +183,9 @@ class Strict:
     def __setattr__(self, name, value):
         member = self._member(name)
         if not isinstance(member, property) or member.fset is None:
-            raise ApiMisuse(f"TensorRT {self._trt.__version__}: {self._real.__name__}.{name} is not a settable property")
+            raise ApiMisuse(
+                f"TensorRT {self._trt.__version__}: {self._real.__name__}.{name} is not a settable property"
+            )
         sig = re.search(r"arg1:\s*([\w.\[\]]+)", member.fset.__doc__ or "")
         if sig:
             err = _type_problem(self._trt, sig.group(1), value)
@@ -214,7 +224,9 @@ class Scenario:
         self.no_timing_cache = kw.get("no_timing_cache", False)
         self.execute_fails = kw.get("execute_fails", False)
         self.shape_refused = kw.get("shape_refused", False)
-        self.none_from = set(kw.get("none_from", ()))  # factories that return None: "Builder", "create_execution_context", ...
+        self.none_from = set(
+            kw.get("none_from", ())
+        )  # factories that return None: "Builder", "create_execution_context", ...
         self.address_refused = kw.get("address_refused", False)  # set_tensor_address -> False
         self.profile_invalid = kw.get("profile_invalid", False)  # add_optimization_profile -> -1
         self.calib_profile_refused = kw.get("calib_profile_refused", False)  # set_calibration_profile -> False
@@ -235,15 +247,25 @@ class ModelBuilder:
         return self.env.made("create_builder_config", lambda: self.env.strict("IBuilderConfig", ModelConfig(self.env)))
 
     def create_optimization_profile(self):
-        return self.env.made("create_optimization_profile", lambda: self.env.strict("IOptimizationProfile", ModelProfile()))
+        return self.env.made(
+            "create_optimization_profile", lambda: self.env.strict("IOptimizationProfile", ModelProfile())
+        )
 
     def build_serialized_network(self, network, config):
         env, cfg, net = self.env, config._model, network._model
         trt = env.trt
-        flags = {n for n in ("FP16", "INT8", "VERSION_COMPATIBLE", "GPU_FALLBACK") if hasattr(trt.BuilderFlag, n) and getattr(trt.BuilderFlag, n) in cfg.flags}
-        strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") and net.flags & (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        flags = {
+            n
+            for n in ("FP16", "INT8", "VERSION_COMPATIBLE", "GPU_FALLBACK")
+            if hasattr(trt.BuilderFlag, n) and getattr(trt.BuilderFlag, n) in cfg.flags
+        }
+        strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") and net.flags & (
+            1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        )
         if strongly and flags & {"FP16", "INT8"}:
-            env.journal.violations.append(f"precision flags {sorted(flags & {'FP16', 'INT8'})} on a strongly typed network (TensorRT rejects the build)")
+            env.journal.violations.append(
+                f"precision flags {sorted(flags & {'FP16', 'INT8'})} on a strongly typed network (TensorRT rejects the build)"
+            )
             return None
         if not cfg.profiles:
             env.journal.violations.append("a dynamic-batch network built without an optimization profile")
@@ -255,15 +277,22 @@ class ModelBuilder:
         if on_dla:
             shapes = next(iter(cfg.profiles[0].shapes.values()))
             if not (flags & {"FP16", "INT8"} or strongly):
-                env.journal.violations.append("an FP32 build on DLA (DLA runs FP16/INT8 only: every layer would go to the GPU)")
+                env.journal.violations.append(
+                    "an FP32 build on DLA (DLA runs FP16/INT8 only: every layer would go to the GPU)"
+                )
             if len(set(shapes)) != 1:
-                env.journal.violations.append(f"a DLA build with a dynamic profile {shapes} (DLA needs MIN = OPT = MAX)")
+                env.journal.violations.append(
+                    f"a DLA build with a dynamic profile {shapes} (DLA needs MIN = OPT = MAX)"
+                )
         if "INT8" in flags and cfg.int8_calibrator is not None:
             if not self._calibrate(cfg):
                 return None
-        payload = {"version_compatible": "VERSION_COMPATIBLE" in flags, "profile": cfg.profiles[0].shapes,
-                   "precision": "Half" if "FP16" in flags or strongly else "Float",
-                   "dla_layers": env.scenario.dla_layers if on_dla else 0}
+        payload = {
+            "version_compatible": "VERSION_COMPATIBLE" in flags,
+            "profile": cfg.profiles[0].shapes,
+            "precision": "Half" if "FP16" in flags or strongly else "Float",
+            "dla_layers": env.scenario.dla_layers if on_dla else 0,
+        }
         return env.strict("IHostMemory", ModelHostMemory(API_CHECK_MARK + json.dumps(payload).encode()))
 
     def _calibrate(self, cfg):
@@ -276,7 +305,9 @@ class ModelBuilder:
         bs = cal.get_batch_size()
         env.journal.log("calibrator.get_batch_size", (), {"returned": bs})
         if bs != opt_batch:
-            env.journal.violations.append(f"calibrator batch size {bs} differs from the calibration profile's OPT batch {opt_batch}")
+            env.journal.violations.append(
+                f"calibrator batch size {bs} differs from the calibration profile's OPT batch {opt_batch}"
+            )
         cache = cal.read_calibration_cache()
         if cache:
             return True
@@ -319,7 +350,9 @@ class ModelParser:
             return False
         trt, net = self.env.trt, self.network._model
         ncf = trt.NetworkDefinitionCreationFlag
-        explicit = any(hasattr(ncf, n) and net.flags & (1 << int(getattr(ncf, n))) for n in ("EXPLICIT_BATCH", "STRONGLY_TYPED"))
+        explicit = any(
+            hasattr(ncf, n) and net.flags & (1 << int(getattr(ncf, n))) for n in ("EXPLICIT_BATCH", "STRONGLY_TYPED")
+        )
         if hasattr(ncf, "EXPLICIT_BATCH") and not hasattr(ncf, "STRONGLY_TYPED") and not explicit:
             self.env.journal.violations.append("ONNX parsed into an implicit-batch network (8.x needs EXPLICIT_BATCH)")
             return False
@@ -387,8 +420,10 @@ class ModelConfig:
         return True
 
     def create_timing_cache(self, serialized_timing_cache):
-        return self.env.made("create_timing_cache",
-                             lambda: self.env.strict("ITimingCache", ModelTimingCache(self.env, bytes(serialized_timing_cache))))
+        return self.env.made(
+            "create_timing_cache",
+            lambda: self.env.strict("ITimingCache", ModelTimingCache(self.env, bytes(serialized_timing_cache))),
+        )
 
     def set_timing_cache(self, cache, ignore_mismatch):
         if self.env.scenario.refuse_timing_cache and cache._model.blob:
@@ -406,12 +441,14 @@ class ModelTimingCache:
         self.merged = []
 
     def serialize(self):
-        return self.env.strict("IHostMemory", ModelHostMemory(API_CHECK_MARK + b"timing cache " + b"+".join([b"own"] + self.merged)))
+        return self.env.strict(
+            "IHostMemory", ModelHostMemory(API_CHECK_MARK + b"timing cache " + b"+".join([b"own"] + self.merged))
+        )
 
     def combine(self, input_cache, ignore_mismatch):
         if self.env.scenario.refuse_timing_cache:
             return False
-        self.merged.append(input_cache._model.blob[len(API_CHECK_MARK):] or b"empty")
+        self.merged.append(input_cache._model.blob[len(API_CHECK_MARK) :] or b"empty")
         return True
 
 
@@ -439,10 +476,12 @@ class ModelRuntime:
         data = bytes(serialized_engine)
         if not data.startswith(API_CHECK_MARK):
             return None
-        payload = json.loads(data[len(API_CHECK_MARK):])
+        payload = json.loads(data[len(API_CHECK_MARK) :])
         if payload["version_compatible"] and not self.engine_host_code_allowed:
             # TensorRT refuses the lean runtime embedded in a version-compatible plan unless host code is allowed
-            self.env.journal.violations.append("version-compatible engine deserialized without engine_host_code_allowed = True")
+            self.env.journal.violations.append(
+                "version-compatible engine deserialized without engine_host_code_allowed = True"
+            )
             return None
         return self.env.strict("ICudaEngine", ModelEngine(self.env, payload))
 
@@ -450,7 +489,7 @@ class ModelRuntime:
 class ModelEngine:
     def __init__(self, env, payload):
         self.env, self.payload = env, payload
-        (self.input_name, shapes), = payload["profile"].items()
+        ((self.input_name, shapes),) = payload["profile"].items()
         self.min, self.opt, self.max = (tuple(s) for s in shapes)
         self.num_io_tensors = 2
         self.num_optimization_profiles = 1
@@ -474,7 +513,9 @@ class ModelEngine:
         return [self.env.trt.Dims(s) for s in (self.min, self.opt, self.max)]
 
     def create_execution_context(self):
-        return self.env.made("create_execution_context", lambda: self.env.strict("IExecutionContext", ModelContext(self.env, self)))
+        return self.env.made(
+            "create_execution_context", lambda: self.env.strict("IExecutionContext", ModelContext(self.env, self))
+        )
 
     def create_engine_inspector(self):
         return self.env.strict(self.env.inspector_class, ModelInspector(self.env, self))
@@ -491,7 +532,11 @@ class ModelContext:
         shape = tuple(shape)
         if self.env.cuda.capturing:
             self.env.journal.violations.append(f"set_input_shape({shape}) inside a CUDA graph capture")
-        if self.env.scenario.shape_refused or name != e.input_name or not all(lo <= s <= hi for lo, s, hi in zip(e.min, shape, e.max)):
+        if (
+            self.env.scenario.shape_refused
+            or name != e.input_name
+            or not all(lo <= s <= hi for lo, s, hi in zip(e.min, shape, e.max))
+        ):
             return False
         if shape != self.shape:
             self.shape_changed = True
@@ -511,7 +556,9 @@ class ModelContext:
         if self.env.scenario.execute_fails or self.shape is None or len(self.addresses) != 2:
             return False
         if cuda.capturing and self.shape_changed:
-            self.env.journal.violations.append("enqueue captured into a CUDA graph before an uncaptured enqueue at this shape")
+            self.env.journal.violations.append(
+                "enqueue captured into a CUDA graph before an uncaptured enqueue at this shape"
+            )
             return False
         if not cuda.capturing:
             self.shape_changed = False
@@ -530,8 +577,18 @@ class ModelInspector:
         known = ctx is not None and ctx._model.shape is not None
         fmt = f"Row major linear {self.engine.payload['precision']}" if known else "N/A due to dynamic shapes"
         n_dla = self.engine.payload.get("dla_layers", 0)
-        return json.dumps({"Layers": [{"Name": f"layer{i}", "LayerType": "DLA" if i < n_dla else "API-check",
-                                       "Outputs": [{"Format/Datatype": fmt}]} for i in range(3)]})
+        return json.dumps(
+            {
+                "Layers": [
+                    {
+                        "Name": f"layer{i}",
+                        "LayerType": "DLA" if i < n_dla else "API-check",
+                        "Outputs": [{"Format/Datatype": fmt}],
+                    }
+                    for i in range(3)
+                ]
+            }
+        )
 
 
 # ---------------------------------------------------------------- the CUDA side (fertrt's own small interface)
@@ -652,8 +709,10 @@ class ModelCuda:
             self.capturing = False
             self.journal.log("capture_end")
         graph_id = len([e for e in self.journal.names() if e == "capture_end"])
-        return CapturedGraph(launch=lambda: self.journal.log("graph_launch", (graph_id,)),
-                             free=lambda: self.journal.log("graph_free", (graph_id,)))
+        return CapturedGraph(
+            launch=lambda: self.journal.log("graph_launch", (graph_id,)),
+            free=lambda: self.journal.log("graph_free", (graph_id,)),
+        )
 
     def event(self):
         return self._alloc("event", object())
@@ -683,10 +742,14 @@ class Env:
         self.cuda = ModelCuda(self.journal, integrated)
         self.inspector_class = "EngineInspector" if hasattr(real_trt, "EngineInspector") else "IEngineInspector"
         module = types.ModuleType("tensorrt")
-        module.__dict__.update({k: v for k, v in vars(real_trt).items() if not k.startswith("__") or k == "__version__"})
+        module.__dict__.update(
+            {k: v for k, v in vars(real_trt).items() if not k.startswith("__") or k == "__version__"}
+        )
         module.Builder = _Factory(self, real_trt.Builder, lambda logger: ModelBuilder(self, logger))
         module.Runtime = _Factory(self, real_trt.Runtime, lambda logger: ModelRuntime(self, logger))
-        module.OnnxParser = _Factory(self, real_trt.OnnxParser, lambda network, logger: ModelParser(self, network, logger))
+        module.OnnxParser = _Factory(
+            self, real_trt.OnnxParser, lambda network, logger: ModelParser(self, network, logger)
+        )
         module.init_libnvinfer_plugins = self._init_plugins
         self.module = module
         self.loggers = []  # every logger handed to Builder/Runtime/OnnxParser/init_libnvinfer_plugins
@@ -708,7 +771,9 @@ class Env:
 
     def require_plugins(self, what):
         if not getattr(self, "plugins_ready", False):
-            self.journal.violations.append(f"{what} before init_libnvinfer_plugins (plugin-backed operators would not load)")
+            self.journal.violations.append(
+                f"{what} before init_libnvinfer_plugins (plugin-backed operators would not load)"
+            )
 
 
 class _Factory:

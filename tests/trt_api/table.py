@@ -1,7 +1,8 @@
 """docs/tensorrt_api.md: every TensorRT name fertrt uses x every checked version, from the real bindings.
 
-    python tests/trt_api/table.py        # rewrite the doc (tests/test_trt_api.py fails while it is stale)
+python tests/trt_api/table.py        # rewrite the doc (tests/test_trt_api.py fails while it is stale)
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,14 +34,24 @@ def render(results: dict[str, dict]) -> str:
     for n in names:
         cells = ["y" if results[v]["names"].get(n) else "-" for v in versions]
         lines.append(f"| `{n}` | " + " | ".join(cells) + " |")
-    lines += ["", "Plan paths (distinct `make_plan` results) driven through build_engine, inspect_layers and the",
-              "TensorRT runner (plain and CUDA graph) with strict stand-ins, per version:", "",
-              "| version | plan paths |", "|---|---|"]
+    lines += [
+        "",
+        "Plan paths (distinct `make_plan` results) driven through build_engine, inspect_layers and the",
+        "TensorRT runner (plain and CUDA graph) with strict stand-ins, per version:",
+        "",
+        "| version | plan paths |",
+        "|---|---|",
+    ]
     lines += [f"| {v} | {results[v]['plans']} |" for v in versions]
     checks = sorted({c for v in versions for c in results[v].get("checks", {})})
-    lines += ["", "Named failure scenarios (tests/trt_api/check_version.py; ok = passed on that version's real bindings;",
-              "the detail of each is in the test output):", "",
-              "| scenario | " + " | ".join(versions) + " |", "|---|" + "---|" * len(versions)]
+    lines += [
+        "",
+        "Named failure scenarios (tests/trt_api/check_version.py; ok = passed on that version's real bindings;",
+        "the detail of each is in the test output):",
+        "",
+        "| scenario | " + " | ".join(versions) + " |",
+        "|---|" + "---|" * len(versions),
+    ]
     for c in checks:
         cells = ["ok" if results[v].get("checks", {}).get(c, {}).get("ok") else "FAIL" for v in versions]
         lines.append(f"| `{c}` | " + " | ".join(cells) + " |")

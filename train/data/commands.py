@@ -1,4 +1,5 @@
 """`fertrt data preview|info`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def preview_grid(split, count=49, tile=112, seed=0) -> np.ndarray:
         r, c = divmod(k, cols)
         y, x = r * (tile + 14), c * tile
         if img is not None:
-            grid[y:y + tile, x:x + tile] = resize(to_rgb(img), (tile, tile))
+            grid[y : y + tile, x : x + tile] = resize(to_rgb(img), (tile, tile))
         label = split.class_names[int(split.labels[i])] if img is not None else "unreadable"
         cv2.putText(grid, label, (x + 2, y + tile + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     return grid
@@ -41,13 +42,17 @@ def run(args):
         data = load_data(args.spec, image_size=args.size)
     if args.data_cmd == "info":
         for name, split in data.splits.items():
-            print(f"{name:<6} {len(split):>7} images  " + "  ".join(f"{k}={v}" for k, v in split.class_counts().items()))
+            print(
+                f"{name:<6} {len(split):>7} images  " + "  ".join(f"{k}={v}" for k, v in split.class_counts().items())
+            )
             if split.malformed:
                 print(f"       {split.malformed} malformed rows skipped")
         return 0
     split = data.split(args.split)
     grid = preview_grid(split, args.count, args.size, args.seed)
     write_image(args.output, grid)
-    print(f"wrote {args.output}: {min(args.count, len(split))} samples of {args.spec} [{args.split}]"
-          + (f", {len(split.skipped)} unreadable" if split.skipped else ""))
+    print(
+        f"wrote {args.output}: {min(args.count, len(split))} samples of {args.spec} [{args.split}]"
+        + (f", {len(split.skipped)} unreadable" if split.skipped else "")
+    )
     return 0

@@ -3,6 +3,7 @@
 Labels are mapped to fertrt's canonical order (fertrt.labels). File-backed images load lazily;
 an unreadable file yields None, is counted in `Split.skipped` and dropped from its batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,10 @@ def _inside(root: Path, name: str, where: str) -> Path:
     downloaded list file point fertrt at any file on the machine, so they are refused."""
     rel = Path(name)
     if rel.is_absolute() or ".." in rel.parts or name.startswith("~"):
-        raise FertrtError(f"{where}: image path {name!r} leaves the data set's folder; "
-                          f"expected a path relative to {root} without '..'")
+        raise FertrtError(
+            f"{where}: image path {name!r} leaves the data set's folder; "
+            f"expected a path relative to {root} without '..'"
+        )
     return root / rel
 
 
@@ -60,26 +63,37 @@ def _read_fer2013_rows(csv_path: Path):
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         if not {"pixels", "Usage"} <= cols:
-            raise FertrtError(f"{csv_path}: not a fer2013.csv; expected the columns emotion,pixels,Usage, found {safe(sorted(cols))}")
+            raise FertrtError(
+                f"{csv_path}: not a fer2013.csv; expected the columns emotion,pixels,Usage, found {safe(sorted(cols))}"
+            )
         for row in reader:
             where = f"{csv_path}:{reader.line_num}"
             if None in row or any(v is None for v in row.values()):
-                raise FertrtError(f"{where}: expected {len(reader.fieldnames)} comma-separated fields "
-                                  f"({safe(','.join(reader.fieldnames))}), found a row of another length")
+                raise FertrtError(
+                    f"{where}: expected {len(reader.fieldnames)} comma-separated fields "
+                    f"({safe(','.join(reader.fieldnames))}), found a row of another length"
+                )
             try:
                 pix = np.array([int(v) for v in row["pixels"].split()], dtype=np.int64)
             except ValueError:
                 raise FertrtError(f"{where}: pixels must be 2304 integers 0-255 separated by spaces") from None
             if pix.size != 48 * 48 or pix.min() < 0 or pix.max() > 255:
-                raise FertrtError(f"{where}: pixels must be 2304 integers 0-255 (a 48x48 image), found {pix.size} values"
-                                  + (f" in {pix.min()}..{pix.max()}" if pix.size else ""))
+                raise FertrtError(
+                    f"{where}: pixels must be 2304 integers 0-255 (a 48x48 image), found {pix.size} values"
+                    + (f" in {pix.min()}..{pix.max()}" if pix.size else "")
+                )
             usage = row["Usage"].strip()
             if usage not in _FER2013_USAGE:
                 raise FertrtError(f"{where}: Usage {usage!r}; expected one of {', '.join(_FER2013_USAGE)}")
             emotion = (row.get("emotion") or "").strip()
             if emotion and (not emotion.isdigit() or int(emotion) not in FER2013_IDS):
                 raise FertrtError(f"{where}: emotion {emotion!r}; expected an integer 0-{max(FER2013_IDS)}")
-            yield reader.line_num, (int(emotion) if emotion else None), pix.astype(np.uint8).reshape(48, 48), _FER2013_USAGE[usage]
+            yield (
+                reader.line_num,
+                (int(emotion) if emotion else None),
+                pix.astype(np.uint8).reshape(48, 48),
+                _FER2013_USAGE[usage],
+            )
 
 
 @contextlib.contextmanager
@@ -105,7 +119,9 @@ def open_fer2013(spec: str, path: Path, option) -> DataSource:
     with _csv_errors(csv_path, "FER2013's fer2013.csv (columns emotion,pixels,Usage)"):
         for line, emotion, img, split in _read_fer2013_rows(csv_path):
             if emotion is None:
-                raise FertrtError(f"{csv_path}:{line}: no emotion value; the Kaggle test.csv is unlabelled, use fer2013.csv")
+                raise FertrtError(
+                    f"{csv_path}:{line}: no emotion value; the Kaggle test.csv is unlabelled, use fer2013.csv"
+                )
             buckets[split][0].append(img)
             buckets[split][1].append(BASIC7.index(FER2013_IDS[emotion]))
     splits = {}
@@ -120,7 +136,10 @@ def open_fer2013(spec: str, path: Path, option) -> DataSource:
 def open_ferplus(spec: str, path: Path, option) -> DataSource:
     new_csv = path / "fer2013new.csv" if path.is_dir() else path
     old_csv = new_csv.parent / "fer2013.csv"
-    for p, what in ((new_csv, "FERPlus's fer2013new.csv (Usage,Image name, 10 vote columns)"), (old_csv, "FER2013's fer2013.csv beside fer2013new.csv (FERPlus labels FER2013's pixels)")):
+    for p, what in (
+        (new_csv, "FERPlus's fer2013new.csv (Usage,Image name, 10 vote columns)"),
+        (old_csv, "FER2013's fer2013.csv beside fer2013new.csv (FERPlus labels FER2013's pixels)"),
+    ):
         if not p.is_file():
             raise FertrtError(f"{p}: not found; expected {what}")
     with open(new_csv, newline="", encoding="utf-8") as f:
@@ -128,22 +147,32 @@ def open_ferplus(spec: str, path: Path, option) -> DataSource:
         header = next(reader, [])
         votes_cols = [h.strip() for h in header[2:12]]
         if [c.lower() for c in votes_cols] != [c.lower() for c in FERPLUS_COLUMNS]:
-            raise FertrtError(f"{new_csv}: unexpected header {header}; expected Usage,Image name,{','.join(FERPLUS_COLUMNS)}")
+            raise FertrtError(
+                f"{new_csv}: unexpected header {header}; expected Usage,Image name,{','.join(FERPLUS_COLUMNS)}"
+            )
         vote_rows = []
         for row in reader:
             if len(row) < 12:
-                raise FertrtError(f"{new_csv}:{reader.line_num}: expected 12 or more fields (Usage,Image name, 10 vote counts), "
-                                  f"found {len(row)}")
+                raise FertrtError(
+                    f"{new_csv}:{reader.line_num}: expected 12 or more fields (Usage,Image name, 10 vote counts), "
+                    f"found {len(row)}"
+                )
             try:
                 votes = [float(v or 0) for v in row[2:12]]
             except ValueError:
-                raise FertrtError(f"{new_csv}:{reader.line_num}: vote counts must be numbers, found {safe(row[2:12])}") from None
+                raise FertrtError(
+                    f"{new_csv}:{reader.line_num}: vote counts must be numbers, found {safe(row[2:12])}"
+                ) from None
             if not all(math.isfinite(v) and v >= 0 for v in votes):
-                raise FertrtError(f"{new_csv}:{reader.line_num}: vote counts must be finite and >= 0, found {safe(row[2:12])}")
+                raise FertrtError(
+                    f"{new_csv}:{reader.line_num}: vote counts must be finite and >= 0, found {safe(row[2:12])}"
+                )
             vote_rows.append((reader.line_num, row, votes))
     pixel_rows = list(_read_fer2013_rows(old_csv))
     if len(pixel_rows) != len(vote_rows):
-        raise FertrtError(f"{new_csv}: {len(vote_rows)} rows but {old_csv} has {len(pixel_rows)}; the two files must be row-aligned")
+        raise FertrtError(
+            f"{new_csv}: {len(vote_rows)} rows but {old_csv} has {len(pixel_rows)}; the two files must be row-aligned"
+        )
     names = EIGHT
     # column k of the vote table -> canonical index
     col_to_canon = [names.index(canonical(c)) for c in FERPLUS_COLUMNS[:8]]
@@ -162,8 +191,11 @@ def open_ferplus(spec: str, path: Path, option) -> DataSource:
         buckets[split][0].append(img)
         buckets[split][1].append(int(soft.argmax()))
         buckets[split][2].append(soft / soft.sum())
-    splits = {n: Split(n, names, np.asarray(l, np.int64), images=_grey_to_rgb(i), soft_labels=np.stack(s))
-              for n, (i, l, s) in buckets.items() if i}
+    splits = {
+        n: Split(n, names, np.asarray(l, np.int64), images=_grey_to_rgb(i), soft_labels=np.stack(s))
+        for n, (i, l, s) in buckets.items()
+        if i
+    }
     if not splits:
         raise FertrtError(f"{new_csv}: no usable rows after dropping unknown/NF majorities")
     return DataSource(spec, "ferplus", names, splits)
@@ -214,13 +246,18 @@ def open_affectnet(spec: str, path: Path, option) -> DataSource:
         return DataSource(spec, "affectnet", names, splits)
     # folder-per-class layout: train/<class>/, val/<class>/ with class ids (0-7) or names
     splits = {}
-    for split, folder_names in (("train", ("train", "train_set")), ("test", ("val", "valid", "validation", "val_set", "test"))):
+    for split, folder_names in (
+        ("train", ("train", "train_set")),
+        ("test", ("val", "valid", "validation", "val_set", "test")),
+    ):
         root = next((path / d for d in folder_names if (path / d).is_dir()), None)
         if root is not None:
             splits[split] = _class_folders(root, split, names, id_map=AFFECTNET_IDS, where=str(path))
     if not splits:
-        raise FertrtError(f"{path}: not an AffectNet folder; expected training.csv/validation.csv "
-                          "(subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression) or train/<class>/ and val/<class>/ folders")
+        raise FertrtError(
+            f"{path}: not an AffectNet folder; expected training.csv/validation.csv "
+            "(subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression) or train/<class>/ and val/<class>/ folders"
+        )
     return DataSource(spec, "affectnet", names, splits)
 
 
@@ -231,12 +268,16 @@ def _affectnet_csv(csv_path: Path, root: Path, split: str, names) -> Split:
         reader = csv.DictReader(f)
         need = {"subDirectory_filePath", "expression"}
         if not need <= set(reader.fieldnames or []):
-            raise FertrtError(f"{csv_path}: expected AffectNet columns subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression; found {safe(reader.fieldnames)}")
+            raise FertrtError(
+                f"{csv_path}: expected AffectNet columns subDirectory_filePath,face_x,face_y,face_width,face_height,...,expression; found {safe(reader.fieldnames)}"
+            )
         for row in reader:
             try:
                 expr = int(row["expression"])
             except (ValueError, TypeError):
-                raise FertrtError(f"{csv_path}:{reader.line_num}: expression {row['expression']!r}; expected an integer 0-10") from None
+                raise FertrtError(
+                    f"{csv_path}:{reader.line_num}: expression {row['expression']!r}; expected an integer 0-10"
+                ) from None
             if expr not in AFFECTNET_IDS or AFFECTNET_IDS[expr] not in names:
                 continue  # 8-10 are none/uncertain/no-face; contempt only in 8-class mode
             paths.append(_inside(image_root, row["subDirectory_filePath"] or "", f"{csv_path}:{reader.line_num}"))
@@ -261,7 +302,9 @@ def _class_folders(root: Path, split: str, names, id_map=None, where=None) -> Sp
             try:
                 label = canonical(key)
             except FertrtError:
-                raise FertrtError(f"{safe(d)}: folder name {key!r} is not an expression label; expected one of {', '.join(names)}") from None
+                raise FertrtError(
+                    f"{safe(d)}: folder name {key!r} is not an expression label; expected one of {', '.join(names)}"
+                ) from None
         if label not in names:
             continue
         for f in sorted(d.iterdir()):
@@ -269,7 +312,9 @@ def _class_folders(root: Path, split: str, names, id_map=None, where=None) -> Sp
                 paths.append(f)
                 labels.append(names.index(label))
     if not paths:
-        raise FertrtError(f"{where or root}: no images found under {root}/<class>/ (expected class-named subfolders of images)")
+        raise FertrtError(
+            f"{where or root}: no images found under {root}/<class>/ (expected class-named subfolders of images)"
+        )
     return _file_split(split, names, paths, labels)
 
 
@@ -284,7 +329,11 @@ def open_folder(spec: str, path: Path, option) -> DataSource:
     whole = _class_folders(path, "all", names)
     # Deterministic 80/10/10 split by file-name hash, stable when files are added.
     bucket = np.array([zlib.crc32(Path(s).name.encode()) % 10 for s in whole.sources])
-    parts = {"train": np.flatnonzero(bucket < 8), "val": np.flatnonzero(bucket == 8), "test": np.flatnonzero(bucket == 9)}
+    parts = {
+        "train": np.flatnonzero(bucket < 8),
+        "val": np.flatnonzero(bucket == 8),
+        "test": np.flatnonzero(bucket == 9),
+    }
     splits = {}
     for s, idx in parts.items():
         if len(idx):

@@ -3,6 +3,7 @@
 A spec is `KIND[:PATH][:OPTION]`: `synth[:N[:easy|hard]]`, `fer2013:PATH`, `ferplus:PATH`, `rafdb:PATH[:original]`,
 `affectnet:PATH[:7|:8]`, `folder:PATH`.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,16 @@ class Split:
             return None if a is None else a[idx]
 
         loader = None if self.loader is None else (lambda i, _l=self.loader, _idx=idx: _l(int(_idx[i])))
-        return Split(self.name, self.class_names, self.labels[idx], pick(self.images), loader, pick(self.soft_labels),
-                     pick(self.cue_boxes), None if self.sources is None else [self.sources[i] for i in idx])
+        return Split(
+            self.name,
+            self.class_names,
+            self.labels[idx],
+            pick(self.images),
+            loader,
+            pick(self.soft_labels),
+            pick(self.cue_boxes),
+            None if self.sources is None else [self.sources[i] for i in idx],
+        )
 
     def class_counts(self) -> dict:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
@@ -74,7 +83,10 @@ class DataSource:
             # Sets without a validation split (RAF-DB, AffectNet) are scored on test when asked for val;
             # said out loud, since selecting anything on these numbers is selecting on the test set.
             # (`fertrt train` never comes here: it holds out part of train instead.)
-            print(f"note: data {self.spec!r} has no val split; using its test split where val was asked for", file=sys.stderr)
+            print(
+                f"note: data {self.spec!r} has no val split; using its test split where val was asked for",
+                file=sys.stderr,
+            )
             return self.splits["test"]
         raise FertrtError(f"data {self.spec!r}: no {name!r} split (has {', '.join(self.splits)})")
 
@@ -130,5 +142,7 @@ def _require_readable(spec: str, split: Split, probe: int = 16) -> None:
     n = min(probe, len(split))
     if all(split.loader(i) is None for i in range(n)):
         first = split.sources[0] if split.sources else "?"
-        raise FertrtError(f"data spec {spec!r}: none of the first {n} images of the {split.name} split can be read "
-                          f"(e.g. {first}); expected image files fertrt can decode (JPEG, PNG, ...)")
+        raise FertrtError(
+            f"data spec {spec!r}: none of the first {n} images of the {split.name} split can be read "
+            f"(e.g. {first}); expected image files fertrt can decode (JPEG, PNG, ...)"
+        )

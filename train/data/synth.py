@@ -21,6 +21,7 @@ mouth boxes in output pixels) so region-attention can be checked against ground 
 
 Deterministic: sample i of a split depends only on (seed, split, i). numpy + OpenCV only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,19 +35,26 @@ CUES = ("brow_raise", "brow_inner", "eye_open", "nose_wrinkle", "lip_corner", "l
 CUE_REGIONS = ("brows", "eyes", "nose", "mouth")
 
 # Rows follow fertrt.labels.BASIC7: neutral, happiness, sadness, surprise, fear, disgust, anger.
-PROTOTYPES = np.array([
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-    [0.0, 0.0, -0.4, 0.0, 1.0, 0.3, 0.35],
-    [-0.2, 0.9, -0.3, 0.0, -0.8, 0.0, 0.0],
-    [1.0, 0.2, 0.9, 0.0, 0.0, -0.2, 0.9],
-    [0.7, 0.8, 0.9, 0.0, -0.2, 0.9, 0.4],
-    [-0.5, -0.2, -0.5, 1.0, -0.5, 0.2, 0.1],
-    [-1.0, -0.9, 0.2, 0.15, -0.3, 0.0, 0.0],
-], dtype=np.float32)
+PROTOTYPES = np.array(
+    [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, -0.4, 0.0, 1.0, 0.3, 0.35],
+        [-0.2, 0.9, -0.3, 0.0, -0.8, 0.0, 0.0],
+        [1.0, 0.2, 0.9, 0.0, 0.0, -0.2, 0.9],
+        [0.7, 0.8, 0.9, 0.0, -0.2, 0.9, 0.4],
+        [-0.5, -0.2, -0.5, 1.0, -0.5, 0.2, 0.1],
+        [-1.0, -0.9, 0.2, 0.15, -0.3, 0.0, 0.0],
+    ],
+    dtype=np.float32,
+)
 
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
-_SKIN = np.array([[255, 224, 196], [241, 194, 150], [224, 172, 125], [198, 134, 90], [141, 85, 50], [92, 58, 38]], np.float32)
-_HAIR = np.array([[20, 15, 10], [70, 45, 25], [140, 95, 50], [200, 170, 110], [120, 120, 120], [160, 50, 30]], np.float32)
+_SKIN = np.array(
+    [[255, 224, 196], [241, 194, 150], [224, 172, 125], [198, 134, 90], [141, 85, 50], [92, 58, 38]], np.float32
+)
+_HAIR = np.array(
+    [[20, 15, 10], [70, 45, 25], [140, 95, 50], [200, 170, 110], [120, 120, 120], [160, 50, 30]], np.float32
+)
 
 
 @dataclass(frozen=True)
@@ -71,32 +79,63 @@ class SynthConfig:
 def _identity(seed: int, split: str, k: int) -> dict:
     r = np.random.default_rng([seed, _SPLIT_CODES[split], 7919, k])
     return {
-        "face_w": r.uniform(33, 40), "face_h": r.uniform(42, 50),
+        "face_w": r.uniform(33, 40),
+        "face_h": r.uniform(42, 50),
         "skin": _SKIN[r.integers(len(_SKIN))] * r.uniform(0.92, 1.05),
-        "hair": _HAIR[r.integers(len(_HAIR))], "hair_style": int(r.integers(3)),
-        "eye_sep": r.uniform(12.0, 15.5), "eye_y": r.uniform(-0.22, -0.12), "eye_w": r.uniform(5.5, 7.5),
-        "brow_len": r.uniform(9, 12), "brow_thick": r.uniform(2.0, 3.0),
-        "nose_len": r.uniform(9, 13), "mouth_w": r.uniform(13, 18), "mouth_y": r.uniform(0.42, 0.52),
-        "glasses": bool(r.random() < 0.12), "bg": r.uniform(40, 230, 3),
+        "hair": _HAIR[r.integers(len(_HAIR))],
+        "hair_style": int(r.integers(3)),
+        "eye_sep": r.uniform(12.0, 15.5),
+        "eye_y": r.uniform(-0.22, -0.12),
+        "eye_w": r.uniform(5.5, 7.5),
+        "brow_len": r.uniform(9, 12),
+        "brow_thick": r.uniform(2.0, 3.0),
+        "nose_len": r.uniform(9, 13),
+        "mouth_w": r.uniform(13, 18),
+        "mouth_y": r.uniform(0.42, 0.52),
+        "glasses": bool(r.random() < 0.12),
+        "bg": r.uniform(40, 230, 3),
     }
 
 
 def _bezier(p0, p1, p2, n=12):
     t = np.linspace(0, 1, n)[:, None]
-    return (1 - t) ** 2 * np.asarray(p0) + 2 * (1 - t) * t * np.asarray(p1) + t ** 2 * np.asarray(p2)
+    return (1 - t) ** 2 * np.asarray(p0) + 2 * (1 - t) * t * np.asarray(p1) + t**2 * np.asarray(p2)
+
+
+SH = 4  # fixed-point bits for sub-pixel drawing: shapes are placed at 1/16-pixel precision
+_ONE = float(1 << SH)
+_AA = cv2.LINE_AA
+
+
+def _P(x, y):
+    """A point of the canonical frame in OpenCV's fixed-point coordinates."""
+    return (int(round(x * _ONE)), int(round(y * _ONE)))
+
+
+def _pts(a):
+    """A polyline of the canonical frame in OpenCV's fixed-point coordinates."""
+    return (np.asarray(a) * _ONE).round().astype(np.int32).reshape(-1, 1, 2)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """Where one face sits in the 112-unit canonical frame, and its colours (shared by every part drawn)."""
+
+    cx: float
+    cy: float
+    fw: float  # half width and half height of the face ellipse
+    fh: float
+    ey: float  # eye line
+    ew: float  # eye half width
+    eh: float  # eye half height (eye_open)
+    skin: tuple
+    hair: tuple
+    dark: tuple  # outlines and shadows: a darker skin tone
 
 
 def _draw_face(ident: dict, cues: np.ndarray, r: np.random.Generator, sunglasses: bool, mask: bool, S: int = 112):
-    """Draw one upright face in the 112-unit canonical frame at 4x sub-pixel precision."""
-    SH = 4  # fixed-point bits for sub-pixel drawing
-    f = float(1 << SH)
-
-    def P(x, y):
-        return (int(round(x * f)), int(round(y * f)))
-
-    def pts(a):
-        return (np.asarray(a) * f).round().astype(np.int32).reshape(-1, 1, 2)
-
+    """Draw one upright face in the 112-unit canonical frame at sub-pixel precision -> (image, cue boxes).
+    The parts are drawn in this order, which decides what covers what and the order of the draws from r."""
     brow_raise, brow_inner, eye_open, nose_wrinkle, lip_corner, lip_stretch, mouth_open = [float(v) for v in cues]
     mouth_open = max(0.0, mouth_open)
     lip_stretch = max(0.0, lip_stretch)
@@ -104,60 +143,95 @@ def _draw_face(ident: dict, cues: np.ndarray, r: np.random.Generator, sunglasses
     img = np.empty((S, S, 3), np.uint8)
     img[:] = ident["bg"].astype(np.uint8)
     cx, cy = 56.0, 60.0
-    fw, fh = ident["face_w"], ident["face_h"]
+    fh = ident["face_h"]
     skin = tuple(float(v) for v in np.clip(ident["skin"], 0, 255))
-    hair = tuple(float(v) for v in ident["hair"])
-    dark = tuple(float(v) * 0.35 for v in skin)
-    aa = cv2.LINE_AA
-    # hair behind the head, ears, face
-    cv2.ellipse(img, P(cx, cy - fh * 0.25), P(fw + 4, fh * 0.85), 0, 180, 360, hair, -1, aa, SH)
+    head = _Head(
+        cx=cx,
+        cy=cy,
+        fw=ident["face_w"],
+        fh=fh,
+        ey=cy + fh * ident["eye_y"],
+        ew=ident["eye_w"],
+        eh=2.8 * (1.0 + 0.65 * np.clip(eye_open, -1.2, 1.3)),
+        skin=skin,
+        hair=tuple(float(v) for v in ident["hair"]),
+        dark=tuple(float(v) * 0.35 for v in skin),
+    )
+    _draw_head_shape(img, ident, head)
+    boxes = {"eyes": _draw_eyes(img, ident, head, r)}
+    boxes["brows"] = _draw_brows(img, ident, head, brow_raise, brow_inner)
+    boxes["nose"] = _draw_nose(img, ident, head, nose_wrinkle)
+    boxes["mouth"], my = _draw_mouth(img, ident, head, lip_corner, lip_stretch, mouth_open, nose_wrinkle)
+    _draw_accessories(img, ident, head, my, sunglasses, mask, r)
+    return img, boxes
+
+
+def _draw_head_shape(img, ident: dict, h: _Head) -> None:
+    """Hair behind the head, ears, the face, and the hair over the forehead (by hair style)."""
+    cv2.ellipse(img, _P(h.cx, h.cy - h.fh * 0.25), _P(h.fw + 4, h.fh * 0.85), 0, 180, 360, h.hair, -1, _AA, SH)
     if ident["hair_style"] == 2:
-        cv2.ellipse(img, P(cx, cy), P(fw + 5, fh + 2), 0, 0, 360, hair, -1, aa, SH)
+        cv2.ellipse(img, _P(h.cx, h.cy), _P(h.fw + 5, h.fh + 2), 0, 0, 360, h.hair, -1, _AA, SH)
     for s in (-1, 1):
-        cv2.ellipse(img, P(cx + s * fw, cy - fh * 0.05), P(4.5, 8), 0, 0, 360, skin, -1, aa, SH)
-    cv2.ellipse(img, P(cx, cy), P(fw, fh), 0, 0, 360, skin, -1, aa, SH)
+        cv2.ellipse(img, _P(h.cx + s * h.fw, h.cy - h.fh * 0.05), _P(4.5, 8), 0, 0, 360, h.skin, -1, _AA, SH)
+    cv2.ellipse(img, _P(h.cx, h.cy), _P(h.fw, h.fh), 0, 0, 360, h.skin, -1, _AA, SH)
     if ident["hair_style"] != 1:
-        cv2.ellipse(img, P(cx, cy - fh * 0.62), P(fw * 0.95, fh * 0.42), 0, 180, 360, hair, -1, aa, SH)
-    ey = cy + fh * ident["eye_y"]
-    ew = ident["eye_w"]
-    eh = 2.8 * (1.0 + 0.65 * np.clip(eye_open, -1.2, 1.3))
-    boxes = {}
-    # eyes
+        cv2.ellipse(img, _P(h.cx, h.cy - h.fh * 0.62), _P(h.fw * 0.95, h.fh * 0.42), 0, 180, 360, h.hair, -1, _AA, SH)
+
+
+def _draw_eyes(img, ident: dict, h: _Head, r: np.random.Generator) -> tuple:
+    """Eye whites opened by eye_open, irises at a random gaze (one draw from r per eye), outlines -> eyes box."""
+    open_h = max(h.eh, 0.6)
     for s in (-1, 1):
-        ex = cx + s * ident["eye_sep"]
-        cv2.ellipse(img, P(ex, ey), P(ew, max(eh, 0.6)), 0, 0, 360, (250, 250, 250), -1, aa, SH)
-        cv2.circle(img, P(ex + r.uniform(-0.8, 0.8), ey), int(min(2.6, max(eh, 0.6)) * f), (40, 30, 25), -1, aa, SH)
-        cv2.ellipse(img, P(ex, ey), P(ew, max(eh, 0.6)), 0, 0, 360, dark, 1, aa, SH)
-    boxes["eyes"] = (cx - ident["eye_sep"] - ew - 1, ey - eh - 2, cx + ident["eye_sep"] + ew + 1, ey + eh + 2)
-    # brows: height from brow_raise; inner end moved by brow_inner (up = sad/fear, down+inward = anger)
-    by = ey - 7.5 - 5.0 * brow_raise
+        ex = h.cx + s * ident["eye_sep"]
+        cv2.ellipse(img, _P(ex, h.ey), _P(h.ew, open_h), 0, 0, 360, (250, 250, 250), -1, _AA, SH)
+        cv2.circle(img, _P(ex + r.uniform(-0.8, 0.8), h.ey), int(min(2.6, open_h) * _ONE), (40, 30, 25), -1, _AA, SH)
+        cv2.ellipse(img, _P(ex, h.ey), _P(h.ew, open_h), 0, 0, 360, h.dark, 1, _AA, SH)
+    return (h.cx - ident["eye_sep"] - h.ew - 1, h.ey - h.eh - 2, h.cx + ident["eye_sep"] + h.ew + 1, h.ey + h.eh + 2)
+
+
+def _draw_brows(img, ident: dict, h: _Head, brow_raise: float, brow_inner: float) -> tuple:
+    """Brows: height from brow_raise; inner end moved by brow_inner (up = sad/fear, down+inward = anger) -> box."""
+    by = h.ey - 7.5 - 5.0 * brow_raise
     bl, bt = ident["brow_len"], ident["brow_thick"]
+    thickness = max(1, int(round(bt * _ONE))) >> SH or 1
     bys = []
     for s in (-1, 1):
-        inner_x = cx + s * (ident["eye_sep"] - bl * 0.45 + min(brow_inner, 0) * 2.0)
-        outer_x = cx + s * (ident["eye_sep"] + bl * 0.55)
+        inner_x = h.cx + s * (ident["eye_sep"] - bl * 0.45 + min(brow_inner, 0) * 2.0)
+        outer_x = h.cx + s * (ident["eye_sep"] + bl * 0.55)
         inner_y = by - 3.5 * brow_inner
         outer_y = by + 0.8 * brow_inner
         mid = ((inner_x + outer_x) / 2, min(inner_y, outer_y) - 1.2)
-        cv2.polylines(img, [pts(_bezier((inner_x, inner_y), mid, (outer_x, outer_y)))], False, hair, max(1, int(round(bt * f))) >> SH or 1, aa, SH)
+        cv2.polylines(
+            img, [_pts(_bezier((inner_x, inner_y), mid, (outer_x, outer_y)))], False, h.hair, thickness, _AA, SH
+        )
         bys += [inner_y, outer_y]
-    boxes["brows"] = (cx - ident["eye_sep"] - bl * 0.6 - 1, min(bys) - 3, cx + ident["eye_sep"] + bl * 0.6 + 1, max(bys) + 3)
-    # nose: bridge line, tip, wrinkles
-    nl = ident["nose_len"]
-    ny0, ny1 = ey + 2, ey + 2 + nl
-    cv2.polylines(img, [pts([(cx - 1, ny0), (cx - 2.5, ny1), (cx + 2.5, ny1 + 1)])], False, dark, 1, aa, SH)
+    return (h.cx - ident["eye_sep"] - bl * 0.6 - 1, min(bys) - 3, h.cx + ident["eye_sep"] + bl * 0.6 + 1, max(bys) + 3)
+
+
+def _draw_nose(img, ident: dict, h: _Head, nose_wrinkle: float) -> tuple:
+    """Bridge line, nostrils, and with nose_wrinkle wrinkles and deeper nasolabial folds -> nose box."""
+    cx, ey, dark = h.cx, h.ey, h.dark
+    ny0, ny1 = ey + 2, ey + 2 + ident["nose_len"]
+    cv2.polylines(img, [_pts([(cx - 1, ny0), (cx - 2.5, ny1), (cx + 2.5, ny1 + 1)])], False, dark, 1, _AA, SH)
     for s in (-1, 1):
-        cv2.ellipse(img, P(cx + s * 3.2, ny1 + 0.5), P(1.6, 1.0), 0, 0, 360, dark, -1, aa, SH)
+        cv2.ellipse(img, _P(cx + s * 3.2, ny1 + 0.5), _P(1.6, 1.0), 0, 0, 360, dark, -1, _AA, SH)
     if nose_wrinkle > 0.15:
         n_lines = 1 + int(nose_wrinkle * 3)
         for k in range(n_lines):
             yy = ey + 1 + k * 2.2
-            cv2.line(img, P(cx - 4, yy), P(cx + 4, yy - 0.5), dark, 1, aa, SH)
+            cv2.line(img, _P(cx - 4, yy), _P(cx + 4, yy - 0.5), dark, 1, _AA, SH)
         for s in (-1, 1):  # nasolabial deepening
-            cv2.line(img, P(cx + s * 5, ny1 - 1), P(cx + s * 7.5, ny1 + 4 + 2 * nose_wrinkle), dark, 1, aa, SH)
-    boxes["nose"] = (cx - 8, ey - 1, cx + 8, ny1 + 4)
-    # mouth: corners move with lip_corner, width with lip_stretch, lower lip drops with mouth_open
-    my = cy + fh * ident["mouth_y"]
+            cv2.line(img, _P(cx + s * 5, ny1 - 1), _P(cx + s * 7.5, ny1 + 4 + 2 * nose_wrinkle), dark, 1, _AA, SH)
+    return (cx - 8, ey - 1, cx + 8, ny1 + 4)
+
+
+def _draw_mouth(
+    img, ident: dict, h: _Head, lip_corner: float, lip_stretch: float, mouth_open: float, nose_wrinkle: float
+):
+    """Corners move with lip_corner, width with lip_stretch, the lower lip drops with mouth_open (teeth in an
+    open smile) -> (mouth box, the mouth line's height)."""
+    cx = h.cx
+    my = h.cy + h.fh * ident["mouth_y"]
     mw = ident["mouth_w"] * (1.0 + 0.35 * lip_stretch) * (1.0 - 0.12 * mouth_open) / 2
     corner_y = my - 5.0 * lip_corner
     upper_mid = my - 1.0 - 2.5 * nose_wrinkle + 1.2 * min(lip_corner, 0)
@@ -167,34 +241,41 @@ def _draw_face(ident: dict, cues: np.ndarray, r: np.random.Generator, sunglasses
     lower = _bezier(right, (cx, lower_mid + (my - corner_y) * 0.3 + (lower_mid - my)), left)
     lip = (170.0, 70.0, 70.0)
     if mouth_open > 0.15:
-        cv2.fillPoly(img, [pts(np.vstack([upper, lower]))], (60, 20, 25), aa, SH)
+        cv2.fillPoly(img, [_pts(np.vstack([upper, lower]))], (60, 20, 25), _AA, SH)
         if lip_corner > 0.4:  # teeth of a smile
             teeth = _bezier((cx - mw * 0.7, corner_y + 0.5), (cx, upper_mid + 2.0), (cx + mw * 0.7, corner_y + 0.5))
-            cv2.polylines(img, [pts(teeth)], False, (245, 245, 240), 2, aa, SH)
-        cv2.polylines(img, [pts(upper), pts(lower)], False, lip, 2, aa, SH)
+            cv2.polylines(img, [_pts(teeth)], False, (245, 245, 240), 2, _AA, SH)
+        cv2.polylines(img, [_pts(upper), _pts(lower)], False, lip, 2, _AA, SH)
     else:
-        cv2.polylines(img, [pts(upper)], False, lip, 2, aa, SH)
-        cv2.polylines(img, [pts(_bezier(left, (cx, my + 2.5 + (my - corner_y) * 0.4), right))], False, lip, 1, aa, SH)
-    boxes["mouth"] = (cx - mw - 2, min(corner_y, upper_mid) - 3, cx + mw + 2, max(lower_mid + (lower_mid - my), my + 3) + 3)
-    # accessories and occluders drawn on the face
+        cv2.polylines(img, [_pts(upper)], False, lip, 2, _AA, SH)
+        closed = _bezier(left, (cx, my + 2.5 + (my - corner_y) * 0.4), right)
+        cv2.polylines(img, [_pts(closed)], False, lip, 1, _AA, SH)
+    box = (cx - mw - 2, min(corner_y, upper_mid) - 3, cx + mw + 2, max(lower_mid + (lower_mid - my), my + 3) + 3)
+    return box, my
+
+
+def _draw_accessories(
+    img, ident: dict, h: _Head, my: float, sunglasses: bool, mask: bool, r: np.random.Generator
+) -> None:
+    """Glasses (unless sunglasses), sunglasses, and a mask of a random colour (from r) over the mouth."""
+    cx, ey, ew, sep = h.cx, h.ey, h.ew, ident["eye_sep"]
     if ident["glasses"] and not sunglasses:
         for s in (-1, 1):
-            cv2.circle(img, P(cx + s * ident["eye_sep"], ey), int((ew + 2.5) * f), (30, 30, 30), 1, aa, SH)
-        cv2.line(img, P(cx - ident["eye_sep"] + ew + 2.5, ey), P(cx + ident["eye_sep"] - ew - 2.5, ey), (30, 30, 30), 1, aa, SH)
+            cv2.circle(img, _P(cx + s * sep, ey), int((ew + 2.5) * _ONE), (30, 30, 30), 1, _AA, SH)
+        cv2.line(img, _P(cx - sep + ew + 2.5, ey), _P(cx + sep - ew - 2.5, ey), (30, 30, 30), 1, _AA, SH)
     if sunglasses:
         for s in (-1, 1):
-            cv2.ellipse(img, P(cx + s * ident["eye_sep"], ey + 0.5), P(ew + 3, 5.5), 0, 0, 360, (15, 15, 20), -1, aa, SH)
-        cv2.line(img, P(cx - 4, ey), P(cx + 4, ey), (15, 15, 20), 2, aa, SH)
+            cv2.ellipse(img, _P(cx + s * sep, ey + 0.5), _P(ew + 3, 5.5), 0, 0, 360, (15, 15, 20), -1, _AA, SH)
+        cv2.line(img, _P(cx - 4, ey), _P(cx + 4, ey), (15, 15, 20), 2, _AA, SH)
     if mask:
         mask_col = tuple(float(v) for v in r.uniform(150, 250, 3))
-        cv2.ellipse(img, P(cx, my - 2), P(fw * 0.95, fh * 0.42), 0, 0, 360, mask_col, -1, aa, SH)
-    return img, boxes
+        cv2.ellipse(img, _P(cx, my - 2), _P(h.fw * 0.95, h.fh * 0.42), 0, 0, 360, mask_col, -1, _AA, SH)
 
 
 def _lighting(img: np.ndarray, r: np.random.Generator) -> np.ndarray:
     S = img.shape[0]
     ang = r.uniform(0, 2 * np.pi)
-    ramp = (np.cos(ang) * np.linspace(-1, 1, S)[None, :] + np.sin(ang) * np.linspace(-1, 1, S)[:, None])
+    ramp = np.cos(ang) * np.linspace(-1, 1, S)[None, :] + np.sin(ang) * np.linspace(-1, 1, S)[:, None]
     gain = r.uniform(0.75, 1.15) + r.uniform(0.0, 0.25) * ramp
     return np.clip(img.astype(np.float32) * gain[..., None], 0, 255)
 
@@ -231,7 +312,7 @@ def make_sample(cfg: SynthConfig, split: str, index: int):
     if r.random() < cfg.occlusion_p:
         ow, oh = (r.uniform(0.15, 0.35, 2) * S).astype(int)
         ox, oy = r.integers(0, S - ow), r.integers(0, S - oh)
-        imgf[oy:oy + oh, ox:ox + ow] = r.uniform(0, 255, 3)
+        imgf[oy : oy + oh, ox : ox + ow] = r.uniform(0, 255, 3)
     sigma = r.uniform(0, cfg.noise_max)
     if sigma > 0.5:
         imgf += r.normal(0, sigma, imgf.shape).astype(np.float32)

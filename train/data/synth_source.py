@@ -1,4 +1,5 @@
 """The `synth[:N[:LEVEL]]` spec: N training images, N/6 validation and N/3 test images from disjoint identities."""
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,31 @@ MAX_TRAIN_SIZE = 1_000_000  # 1.5 M images with val and test: 56 GiB at 112x112;
 # `synth:N:LEVEL` presets: easy = no nuisances and strong expressions (quick tests); hard = stronger nuisances.
 DIFFICULTY = {
     "default": {},
-    "easy": dict(min_intensity=0.8, rotation_deg=0, scale_jitter=0, shift_frac=0, noise_max=0, blur_p=0, jpeg_p=0,
-                 occlusion_p=0, sunglasses_p=0, mask_p=0),
-    "hard": dict(min_intensity=0.35, cue_jitter=0.15, rotation_deg=12, scale_jitter=0.08, shift_frac=0.05, noise_max=8,
-                 blur_p=0.3, jpeg_p=0.3, occlusion_p=0.12, sunglasses_p=0.06, mask_p=0.06),
+    "easy": dict(
+        min_intensity=0.8,
+        rotation_deg=0,
+        scale_jitter=0,
+        shift_frac=0,
+        noise_max=0,
+        blur_p=0,
+        jpeg_p=0,
+        occlusion_p=0,
+        sunglasses_p=0,
+        mask_p=0,
+    ),
+    "hard": dict(
+        min_intensity=0.35,
+        cue_jitter=0.15,
+        rotation_deg=12,
+        scale_jitter=0.08,
+        shift_frac=0.05,
+        noise_max=8,
+        blur_p=0.3,
+        jpeg_p=0.3,
+        occlusion_p=0.12,
+        sunglasses_p=0.06,
+        mask_p=0.06,
+    ),
 }
 
 
@@ -32,8 +54,10 @@ def _check_memory(spec: str, n_images: int, size: int) -> None:
     except (ValueError, OSError, AttributeError):  # not a POSIX system: the fixed bound above still holds
         return
     if need > total // 2:
-        raise FertrtError(f"data spec {spec!r}: {n_images:,} images of {size}x{size} need {need / 2 ** 30:.1f} GiB of memory, more than "
-                          f"half of this machine's {total / 2 ** 30:.1f} GiB; use a smaller N")
+        raise FertrtError(
+            f"data spec {spec!r}: {n_images:,} images of {size}x{size} need {need / 2**30:.1f} GiB of memory, more than "
+            f"half of this machine's {total / 2**30:.1f} GiB; use a smaller N"
+        )
 
 
 def split_sizes(n_train: int) -> dict:
@@ -70,7 +94,9 @@ def open_synth(spec: str, option: str | None, image_size: int, seed: int, splits
     try:
         n_train = int(count) if count else DEFAULT_TRAIN_SIZE
     except ValueError:
-        raise FertrtError(f"data spec {spec!r}: expected synth, synth:N or synth:N:LEVEL with N a number of training images") from None
+        raise FertrtError(
+            f"data spec {spec!r}: expected synth, synth:N or synth:N:LEVEL with N a number of training images"
+        ) from None
     if n_train < 1:
         raise FertrtError(f"data spec {spec!r}: N must be at least 1")
     if n_train > MAX_TRAIN_SIZE:

@@ -56,6 +56,7 @@ Our choices (fertrt):
     local attention maps. Only static shapes and fixed Python loops: traces cleanly, and every
     op is one TensorRT handles natively (Conv, Resize, MatMul, Softmax, Reduce).
 """
+
 from __future__ import annotations
 
 import math
@@ -152,14 +153,33 @@ LOCAL_LOSSES = ("both", "mean", "weighted")
 
 
 class LNLAttenNet(nn.Module):
-    def __init__(self, num_classes=7, in_chans=3, input_size=(112, 112), grid=4, region_overlap=0,
-                 widths=(16, 24, 48, 96), feat_chans=32, local_chans=32, embed_dim=32, share_local=False,
-                 drop_rate=0.2, global_weight=0.5, local_weight=0.5, fusion="ensemble", feedback=True, paths="both",
-                 local_loss="both", weight_smoothing=0.4):
+    def __init__(
+        self,
+        num_classes=7,
+        in_chans=3,
+        input_size=(112, 112),
+        grid=4,
+        region_overlap=0,
+        widths=(16, 24, 48, 96),
+        feat_chans=32,
+        local_chans=32,
+        embed_dim=32,
+        share_local=False,
+        drop_rate=0.2,
+        global_weight=0.5,
+        local_weight=0.5,
+        fusion="ensemble",
+        feedback=True,
+        paths="both",
+        local_loss="both",
+        weight_smoothing=0.4,
+    ):
         super().__init__()
         h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
         if h % 16 or w % 16 or (h // 4) % grid or (w // 4) % grid:
-            raise FertrtError(f"lnlattennet: input size {h}x{w} must be a multiple of 16 whose 1/4 map divides into a {grid}x{grid} grid")
+            raise FertrtError(
+                f"lnlattennet: input size {h}x{w} must be a multiple of 16 whose 1/4 map divides into a {grid}x{grid} grid"
+            )
         self.grid, self.regions, self.overlap = grid, grid * grid, int(region_overlap)
         self.cell = (h // 4 // grid, w // 4 // grid)
         if fusion not in FUSIONS:
@@ -168,10 +188,14 @@ class LNLAttenNet(nn.Module):
             raise FertrtError(f"lnlattennet: paths={paths!r}; expected one of {', '.join(PATHS)}")
         if local_loss not in LOCAL_LOSSES:
             raise FertrtError(f"lnlattennet: local_loss={local_loss!r}; expected one of {', '.join(LOCAL_LOSSES)}")
-        if isinstance(weight_smoothing, bool) or not (isinstance(weight_smoothing, numbers.Real) and 0 <= weight_smoothing < 1):
+        if isinstance(weight_smoothing, bool) or not (
+            isinstance(weight_smoothing, numbers.Real) and 0 <= weight_smoothing < 1
+        ):
             raise FertrtError(f"lnlattennet: weight_smoothing={weight_smoothing!r}; expected a number in [0, 1)")
         if paths != "both" and fusion != "ensemble":
-            raise FertrtError(f"lnlattennet: paths={paths!r} is an ablation of the ensemble design; it needs fusion='ensemble'")
+            raise FertrtError(
+                f"lnlattennet: paths={paths!r} is an ablation of the ensemble design; it needs fusion='ensemble'"
+            )
         self.fusion, self.feedback, self.paths, self.local_loss = fusion, bool(feedback), paths, local_loss
         self.global_weight, self.local_weight = global_weight, local_weight
         self.weight_smoothing = float(weight_smoothing)
@@ -214,8 +238,11 @@ class LNLAttenNet(nn.Module):
             return x.reshape(b, self.regions, c, ch, cw)
         o = self.overlap
         padded = F.pad(feat, (o, o, o, o))
-        cells = [padded[:, :, i * ch:i * ch + ch + 2 * o, j * cw:j * cw + cw + 2 * o]
-                 for i in range(self.grid) for j in range(self.grid)]
+        cells = [
+            padded[:, :, i * ch : i * ch + ch + 2 * o, j * cw : j * cw + cw + 2 * o]
+            for i in range(self.grid)
+            for j in range(self.grid)
+        ]
         return torch.stack(cells, 1)
 
     def _forward_all(self, x):
@@ -233,8 +260,12 @@ class LNLAttenNet(nn.Module):
         # Each local network's own decision (one linear head per region).
         local_logits = (local_feat.unsqueeze(-1) * self.local_head_w).sum(2) + self.local_head_b  # B x R x K
         nonlocal_vec = (z * weights.unsqueeze(-1)).sum(1)
-        out = {"local_logits": local_logits, "region_weights": weights, "region_affinity": affinity,
-               "local_attention": local_attn}
+        out = {
+            "local_logits": local_logits,
+            "region_weights": weights,
+            "region_affinity": affinity,
+            "local_attention": local_attn,
+        }
         if self.paths == "both":
             out["global_logits"] = self.global_head(global_vec)
         if self.fusion == "ensemble":
@@ -278,7 +309,9 @@ class LNLAttenNet(nn.Module):
                 # Each local network's loss on each face counted by that face's weight for its region: a
                 # face's weight is pulled towards the regions whose local network is right about that face
                 # (plain CE here; hard B or soft B x K targets).
-                per_face_region = F.cross_entropy(out["local_logits"].reshape(b * r, k).float(), tgt, reduction="none").reshape(b, r)
+                per_face_region = F.cross_entropy(
+                    out["local_logits"].reshape(b * r, k).float(), tgt, reduction="none"
+                ).reshape(b, r)
                 weighted = (out["region_weights"] * per_face_region).sum(1).mean()
                 local = weighted if self.local_loss == "weighted" else 0.5 * (local + weighted)
             loss = loss + self.local_weight * local

@@ -20,6 +20,7 @@ What the port has to match exactly (each checked by tests/test_mini_xception.py)
     Each stage's padding is fixed from the input size at construction time (ceil mode handles the
     bottom/right pixel), so the graph exports as plain MaxPool nodes.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -54,8 +55,14 @@ class XceptionModule(nn.Module):
     def __init__(self, cin: int, cout: int, size: int):
         super().__init__()
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), _bn(cout))
-        self.main = nn.Sequential(SeparableConv(cin, cout), _bn(cout), nn.ReLU(inplace=True),
-                                  SeparableConv(cout, cout), _bn(cout), tf_same_pool(size))
+        self.main = nn.Sequential(
+            SeparableConv(cin, cout),
+            _bn(cout),
+            nn.ReLU(inplace=True),
+            SeparableConv(cout, cout),
+            _bn(cout),
+            tf_same_pool(size),
+        )
 
     def forward(self, x):
         return self.main(x) + self.shortcut(x)
@@ -67,8 +74,14 @@ class MiniXception(nn.Module):
         size = input_size if isinstance(input_size, int) else input_size[0]
         if not isinstance(input_size, int) and input_size[0] != input_size[1]:
             raise ValueError(f"mini_xception takes square inputs, got {tuple(input_size)}")
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, stem, 3, bias=False), _bn(stem), nn.ReLU(inplace=True),
-                                  nn.Conv2d(stem, stem, 3, bias=False), _bn(stem), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, stem, 3, bias=False),
+            _bn(stem),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(stem, stem, 3, bias=False),
+            _bn(stem),
+            nn.ReLU(inplace=True),
+        )
         size -= 4  # two "valid" 3x3 convolutions
         modules, cin = [], stem
         for cout in widths:
@@ -87,7 +100,13 @@ class MiniXception(nn.Module):
         return loss, {"ce": float(loss.detach())}
 
 
-@register_model("mini_xception", input_size=(64, 64), channels=1, mean=(0.5,), std=(0.5,),
-                description="mini-XCEPTION (Arriaga et al. 2017), FER2013 weights via `fertrt pretrained`")
+@register_model(
+    "mini_xception",
+    input_size=(64, 64),
+    channels=1,
+    mean=(0.5,),
+    std=(0.5,),
+    description="mini-XCEPTION (Arriaga et al. 2017), FER2013 weights via `fertrt pretrained`",
+)
 def mini_xception(num_classes=7, in_chans=1, **kwargs):
     return MiniXception(num_classes=num_classes, in_chans=in_chans, **kwargs)

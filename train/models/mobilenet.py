@@ -11,6 +11,7 @@ spatial cells as LNLAttenNet's region grid); and a `width` multiplier (default 1
 hard-swish are PyTorch's `Hardsigmoid` / `Hardswish`, which export to ONNX HardSigmoid / HardSwish
 (TensorRT runs both natively). No pretrained weights (nothing may be downloaded here).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -93,8 +94,13 @@ class MobileNetV3Small(nn.Module):
         last = _round8(576 * width)
         self.features = nn.Sequential(ConvBN(in_chans, stem, 3, 2, act="HS"), *blocks, ConvBN(cin, last, 1, act="HS"))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(nn.Flatten(1), nn.Linear(last, 1024), nn.Hardswish(inplace=True), nn.Dropout(drop_rate),
-                                  nn.Linear(1024, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(last, 1024),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(1024, num_classes),
+        )
 
     def forward(self, x, return_aux: bool = False):
         logits = self.head(self.pool(self.features(x)))

@@ -3,6 +3,7 @@
 Each registered model carries a `ModelConfig` (input size, channels, mean/std, class names)
 that travels into every checkpoint, ONNX file and engine sidecar.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -49,12 +50,19 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(name: str, *, input_size=(112, 112), channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), description=""):
+def register_model(
+    name: str, *, input_size=(112, 112), channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), description=""
+):
     def deco(builder):
         cfg = ModelConfig(
             name=name,
-            preprocess=PreprocessConfig(input_size=input_size, channels=channels, mean=mean, std=std,
-                                        color_order="GRAY" if channels == 1 else "RGB"),
+            preprocess=PreprocessConfig(
+                input_size=input_size,
+                channels=channels,
+                mean=mean,
+                std=std,
+                color_order="GRAY" if channels == 1 else "RGB",
+            ),
             description=description,
         )
         _REGISTRY[name] = _Entry(builder, cfg)
@@ -105,8 +113,10 @@ def create_model(name: str, num_classes: int = 7, class_names=None, **overrides)
             raise
         # a constructor argument out of its range (grid=0, a negative width): name what was given
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-        raise FertrtError(f"model {name!r} cannot be built with {given} ({exc.__class__.__name__}: {exc}); "
-                          "check the --model-arg values") from None
+        raise FertrtError(
+            f"model {name!r} cannot be built with {given} ({exc.__class__.__name__}: {exc}); "
+            "check the --model-arg values"
+        ) from None
     model.default_cfg = cfg
     return model
 

@@ -3,6 +3,7 @@
 Used as the `resnet18` baseline and as the trunk of SCAN-CCI. No weights are downloaded:
 `load_torchvision_state_dict` loads a file the user supplies.
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -139,8 +142,13 @@ def load_torchvision_state_dict(module: nn.Module, path, strict_trunk: bool = Tr
     return loaded
 
 
-@register_model("resnet18", input_size=(112, 112), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                description="Plain ResNet-18 baseline")
+@register_model(
+    "resnet18",
+    input_size=(112, 112),
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    description="Plain ResNet-18 baseline",
+)
 def resnet18(num_classes=7, in_chans=3, drop_rate=0.0, input_size=None, pretrained_path=None):
     model = ResNetClassifier(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
     if pretrained_path:

@@ -18,6 +18,7 @@ Letters, 2021. Architecture facts follow the paper and the published description
 Our choice: one SCAN module is shared by the 25 patches (patches of equal shape are batched
 together, so the graph has four SCAN calls, not 25).
 """
+
 from __future__ import annotations
 
 import torch
@@ -61,19 +62,32 @@ _PATCH_GROUPS = (
 
 
 class SCANCCI(nn.Module):
-    def __init__(self, block, layers, num_classes=7, in_chans=3, input_size=(224, 224), mlp_hidden=256,
-                 attention_weight=0.2, region_weight=0.8):
+    def __init__(
+        self,
+        block,
+        layers,
+        num_classes=7,
+        in_chans=3,
+        input_size=(224, 224),
+        mlp_hidden=256,
+        attention_weight=0.2,
+        region_weight=0.8,
+    ):
         super().__init__()
         h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
         if (h, w) != (224, 224):
-            raise FertrtError(f"scan_cci: input size {h}x{w} is not supported; the 25-patch layout needs 224x224 (a 28x28 layer2 map)")
+            raise FertrtError(
+                f"scan_cci: input size {h}x{w} is not supported; the 25-patch layout needs 224x224 (a 28x28 layer2 map)"
+            )
         self.trunk = ResNetTrunk(block, layers, in_chans, num_stages=3)
         c2, c3 = self.trunk.stage_channels[1], self.trunk.stage_channels[2]
         self.patch_scan = SCAN(c2)
         self.global_scan = SCAN(c2)
         self.attention_fc = nn.Linear(2 * c2, num_classes)
         self.eca = ECA(5)
-        self.region_mlp = nn.Sequential(nn.Linear(c3, mlp_hidden), nn.ReLU(inplace=True), nn.Linear(mlp_hidden, num_classes))
+        self.region_mlp = nn.Sequential(
+            nn.Linear(c3, mlp_hidden), nn.ReLU(inplace=True), nn.Linear(mlp_hidden, num_classes)
+        )
         self.attention_weight, self.region_weight = attention_weight, region_weight
 
     def _heads(self, x):
@@ -81,22 +95,29 @@ class SCANCCI(nn.Module):
         b, c = f2.shape[:2]
         pooled = []
         for group in _PATCH_GROUPS:
-            patches = torch.cat([f2[:, :, r:r + ph, q:q + pw] for r, q, ph, pw in group], 0)  # (n*B) x C x ph x pw
+            patches = torch.cat([f2[:, :, r : r + ph, q : q + pw] for r, q, ph, pw in group], 0)  # (n*B) x C x ph x pw
             pooled.append(self.patch_scan(patches).mean((2, 3)).reshape(len(group), b, c))
         local = torch.cat(pooled, 0).amax(0)  # max over the 25 patch vectors
         whole = self.global_scan(f2).mean((2, 3))
         attention_logits = self.attention_fc(F.normalize(torch.cat([local, whole], 1), dim=1))
         f3 = self.eca(f3)
         hh, ww = f3.shape[2] // 2, f3.shape[3] // 2
-        region_logits = [self.region_mlp(f3[:, :, i * hh:(i + 1) * hh, j * ww:(j + 1) * ww].mean((2, 3)))
-                         for i in range(2) for j in range(2)]
+        region_logits = [
+            self.region_mlp(f3[:, :, i * hh : (i + 1) * hh, j * ww : (j + 1) * ww].mean((2, 3)))
+            for i in range(2)
+            for j in range(2)
+        ]
         return attention_logits, region_logits
 
     def forward(self, x, return_aux: bool = False):
         attention_logits, region_logits = self._heads(x)
         logits = torch.stack([attention_logits] + region_logits, 0).mean(0)
         if return_aux:
-            return {"logits": logits, "attention_logits": attention_logits, "region_logits": torch.stack(region_logits, 1)}
+            return {
+                "logits": logits,
+                "attention_logits": attention_logits,
+                "region_logits": torch.stack(region_logits, 1),
+            }
         return logits
 
     def joint_loss(self, out: dict, target, criterion):

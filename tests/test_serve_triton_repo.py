@@ -1,8 +1,11 @@
 """`fertrt export-triton`: every generated config parses back (tritonclient's model_config_pb2); the python
 variant loads in the tritonserver the nvidia-pytriton wheel carries and answers as `fertrt infer` does."""
+
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -14,6 +17,7 @@ th = pytest.importorskip("tritonclient.http")
 
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
+from fertrt.errors import FertrtError  # noqa: E402
 from fertrt.serve.triton_repo import RepoOptions, check_repository, write_repository  # noqa: E402
 
 NAMES = {"fer", "fer_net", "fer_softmax", "face_detector", "fer_faces"}
@@ -28,9 +32,17 @@ def _fake_engine(tmp_path, tiny_onnx):
         names, pre = list(r.class_names), r.preprocess.to_dict()
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"placeholder plan")
-    sidecar = {"format": "fertrt-engine-1", "tensorrt_version": "10.3.0", "gpu": {"name": "Orin"}, "jetson": None,
-               "class_names": names, "preprocess": pre, "precision": {"requested": "fp16"}, "build_options": {},
-               "profile": {"input": {"min": [1, 3, 112, 112], "opt": [8, 3, 112, 112], "max": [32, 3, 112, 112]}}}
+    sidecar = {
+        "format": "fertrt-engine-1",
+        "tensorrt_version": "10.3.0",
+        "gpu": {"name": "Orin"},
+        "jetson": None,
+        "class_names": names,
+        "preprocess": pre,
+        "precision": {"requested": "fp16"},
+        "build_options": {},
+        "profile": {"input": {"min": [1, 3, 112, 112], "opt": [8, 3, 112, 112], "max": [32, 3, 112, 112]}},
+    }
     (tmp_path / "model.fp16.engine.json").write_text(json.dumps(sidecar))
     return engine
 
@@ -38,8 +50,13 @@ def _fake_engine(tmp_path, tiny_onnx):
 @pytest.mark.parametrize("platform", ["tensorrt_plan", "onnxruntime_onnx", "python"])
 def test_every_generated_config_parses(tmp_path, tiny_onnx, blazeface_onnx, platform):
     model = _fake_engine(tmp_path, tiny_onnx) if platform == "tensorrt_plan" else tiny_onnx
-    repo = write_repository(model, tmp_path / "repo", RepoOptions(platform=platform, max_batch=16, instances=2),
-                            detector=blazeface_onnx, log=lambda *a: None)
+    repo = write_repository(
+        model,
+        tmp_path / "repo",
+        RepoOptions(platform=platform, max_batch=16, instances=2),
+        detector=blazeface_onnx,
+        log=lambda *a: None,
+    )
     configs = check_repository(repo)
     assert set(configs) == NAMES
     fer, net, faces, det = configs["fer"], configs["fer_net"], configs["fer_faces"], configs["face_detector"]
@@ -66,20 +83,54 @@ def test_every_generated_config_parses(tmp_path, tiny_onnx, blazeface_onnx, plat
 
 def test_export_triton_refuses_bad_arguments(tmp_path, tiny_onnx, blazeface_onnx):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "fertrt", "export-triton", *map(str, args)], capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "fertrt", "export-triton", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     # the default platform, tensorrt_plan, needs an engine
     r = run(tiny_onnx, "-o", tmp_path / "r1", "--detector-model", blazeface_onnx)
     assert r.returncode == 2 and "needs a TensorRT engine" in r.stderr
     (tmp_path / "r2").mkdir()
+    (tmp_path / "r2" / "notes.txt").write_text("an earlier file")
     r = run(tiny_onnx, "-o", tmp_path / "r2", "--platform", "python", "--detector-model", blazeface_onnx)
     assert r.returncode == 2 and "exists (pass --force" in r.stderr
+    assert (tmp_path / "r2" / "notes.txt").read_text() == "an earlier file"
     engine = _fake_engine(tmp_path, tiny_onnx)
     r = run(engine, "-o", tmp_path / "r3", "--max-batch", "64", "--detector-model", blazeface_onnx)
     assert r.returncode == 2 and "profile stops at batch 32" in r.stderr
     assert not (tmp_path / "r3").exists() and not list(tmp_path.glob(".r3*"))
     assert "Traceback" not in r.stderr
+
+
+def test_force_replaces_an_earlier_repository_but_not_what_its_links_point_to(tmp_path, tiny_onnx, blazeface_onnx):
+    outside = tmp_path / "models"
+    outside.mkdir()
+    (outside / "keep.onnx").write_bytes(b"a model of someone else's")
+    repo = write_repository(
+        tiny_onnx,
+        tmp_path / "repo",
+        RepoOptions(platform="onnxruntime_onnx"),
+        detector=blazeface_onnx,
+        log=lambda *a: None,
+    )
+    (repo / "fer_net" / "1" / "extra").symlink_to(outside)
+    (repo / "fer_net" / "1" / "extra.onnx").symlink_to(outside / "keep.onnx")
+    with pytest.raises(FertrtError, match="exists \\(pass --force"):
+        write_repository(tiny_onnx, repo, RepoOptions(platform="python"), detector=blazeface_onnx, log=lambda *a: None)
+    write_repository(
+        tiny_onnx, repo, RepoOptions(platform="python", force=True), detector=blazeface_onnx, log=lambda *a: None
+    )
+    assert json.loads((repo / "fertrt-repository.json").read_text())["platform"] == "python"
+    assert not os.path.lexists(repo / "fer_net" / "1" / "extra")
+    assert (outside / "keep.onnx").read_bytes() == b"a model of someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "repo"]  # no temporary folder or lock left
+    os.mkfifo(repo / "fer_net" / "pipe")
+    with pytest.raises(FertrtError, match="pipe, which is not a plain file or folder"):
+        write_repository(tiny_onnx, repo, RepoOptions(platform="python", force=True), detector=blazeface_onnx)
+    assert stat.S_ISFIFO(os.lstat(repo / "fer_net" / "pipe").st_mode)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +139,13 @@ def python_repo_server(tiny_onnx, blazeface_onnx, tmp_path_factory):
     from fertrt.serve.bundled import free_ports, start_tritonserver, stop_process, wait_ready
 
     work = tmp_path_factory.mktemp("triton_repo")
-    repo = write_repository(tiny_onnx, work / "repo", RepoOptions(platform="python", max_batch=8, faces_instances=1),
-                            detector=blazeface_onnx, log=lambda *a: None)
+    repo = write_repository(
+        tiny_onnx,
+        work / "repo",
+        RepoOptions(platform="python", max_batch=8, faces_instances=1),
+        detector=blazeface_onnx,
+        log=lambda *a: None,
+    )
     http, grpc, metrics = free_ports(3)
     log = work / "tritonserver.log"
     proc = start_tritonserver(repo, work, http, grpc, metrics, log_file=log)

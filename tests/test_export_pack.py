@@ -1,5 +1,6 @@
 """`fertrt pack`: the deployment folder, its manifest, its output policy, and the device commands that take it
 (infer, bench, build-engine up to the TensorRT boundary), refusing a folder whose files do not match."""
+
 import hashlib
 import json
 import shutil
@@ -33,16 +34,36 @@ def model_files(tmp_path_factory):
     torch.manual_seed(0)
     model = create_model("lnlattennet", num_classes=7).eval()
     cfg = {**model.default_cfg.to_dict(), "class_names": NAMES}
-    save_checkpoint(out / "m.pt", {"model_name": "lnlattennet", "model_kwargs": {}, "model_config": cfg,
-                                   "class_names": NAMES, "preprocess": cfg["preprocess"], "data_spec": TINY_SPEC,
-                                   "state_dict": model.state_dict()})
+    save_checkpoint(
+        out / "m.pt",
+        {
+            "model_name": "lnlattennet",
+            "model_kwargs": {},
+            "model_config": cfg,
+            "class_names": NAMES,
+            "preprocess": cfg["preprocess"],
+            "data_spec": TINY_SPEC,
+            "state_dict": model.state_dict(),
+        },
+    )
     export_checkpoint(out / "m.pt", out / "m.onnx", ExportOptions(verify=False), log=lambda *a: None)
     return out / "m.pt", out / "m.onnx"
 
 
 def _pack_args(model, out, *extra):
-    return ["pack", str(model), "-o", str(out), "--calib-data", TINY_SPEC, "--calib-size", "32",
-            "--cache-dir", str(Path(out).parent / "calib"), *extra]
+    return [
+        "pack",
+        str(model),
+        "-o",
+        str(out),
+        "--calib-data",
+        TINY_SPEC,
+        "--calib-size",
+        "32",
+        "--cache-dir",
+        str(Path(out).parent / "calib"),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +80,14 @@ def _sha(path):
 
 def test_folder_holds_what_the_manifest_says(folder, model_files):
     manifest = json.loads((folder / "manifest.json").read_text())
-    expected = {"model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.calib.cache", "detector.onnx",
-                "labels.txt"}
+    expected = {
+        "model.fp32.onnx",
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "model.int8.calib.cache",
+        "detector.onnx",
+        "labels.txt",
+    }
     assert set(manifest["files"]) == expected
     assert {p.name for p in folder.iterdir()} == expected | {"manifest.json"}  # no temp or lock files left
     for name, entry in manifest["files"].items():
@@ -96,11 +123,20 @@ def test_output_policy(model_files, folder, tmp_path, capsys):
     out = tmp_path / "dest"
     out.mkdir()
     (out / "old.txt").write_text("keep me unless --force")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.npy").write_bytes(b"someone else's")
+    (out / "linked").symlink_to(outside)  # --force removes the link, never what it points to
     assert main(_pack_args(onnx_model, out, "--trt-version", "8.6.2")) == 2
     assert "folder exists (pass --force to replace it)" in capsys.readouterr().err
     assert (out / "old.txt").is_file()
     assert main(_pack_args(onnx_model, out, "--trt-version", "8.6.2", "--detector", "none", "--force")) == 0
     assert not (out / "old.txt").exists() and deploy.open_folder(out)["tensorrt"]["version"] == "8.6.2"
+    assert not (out / "linked").exists() and (outside / "data.npy").read_bytes() == b"someone else's"
+    (tmp_path / "link_to_out").symlink_to(out)  # -o a link: refused, the folder it names untouched
+    assert main(_pack_args(onnx_model, tmp_path / "link_to_out", "--jetpack", "6.0", "--force")) == 2
+    assert "link_to_out: is a symbolic link" in capsys.readouterr().err
+    assert deploy.open_folder(out)["tensorrt"]["version"] == "8.6.2"
     # an input inside the folder: replacing the folder would delete it, so refused even with --force
     inside = out / "m.onnx"
     shutil.copyfile(onnx_model, inside)
@@ -152,8 +188,11 @@ def test_a_folder_that_does_not_match_its_manifest_is_refused(folder, tmp_path, 
     else:
         (dst / "manifest.json").write_text("{not json")
         want = "manifest.json: not valid JSON"
-    for argv in (["infer", str(dst), str(img), "--quiet"], ["bench", str(dst), "-o", str(tmp_path / "b")],
-                 ["build-engine", str(dst)]):
+    for argv in (
+        ["infer", str(dst), str(img), "--quiet"],
+        ["bench", str(dst), "-o", str(tmp_path / "b")],
+        ["build-engine", str(dst)],
+    ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert want in err and "Traceback" not in err, (argv, err)
@@ -171,13 +210,13 @@ def test_device_commands_take_the_folder_without_torch(folder, tmp_path):
     code = f"""
 import sys
 from fertrt.cli import main
-rc = main(["infer", {str(dst)!r}, {str(img)!r}, "--summary-json", {str(tmp_path / 's.json')!r}])
+rc = main(["infer", {str(dst)!r}, {str(img)!r}, "--summary-json", {str(tmp_path / "s.json")!r}])
 assert rc == 0, rc
 print("BUILD", main(["build-engine", {str(dst)!r}]))
 training = ("fertrt.train", "fertrt.export.pack", "modelopt", "tflite2onnx")
 print("TRAINING", sorted(m for m in sys.modules if m.startswith(training)))
-rc = main(["bench", {str(dst)!r}, "--batch", "1", "--seconds", "0.1", "--warmup", "1", "--limit", "8", "--no-baselines",
-           "-o", {str(tmp_path / 'bench')!r}])
+rc = main(["bench", {str(dst)!r}, "--batches", "1", "--seconds", "0.1", "--warmup", "1", "--limit", "8",
+           "--no-baselines", "-o", {str(tmp_path / "bench")!r}])
 assert rc == 0, rc
 """
     r = run_without_torch(code, timeout=300)
@@ -198,8 +237,9 @@ def test_engines_recorded_in_the_manifest_are_picked_and_checked(folder, tmp_pat
     (dst / "model.fp16.engine").write_bytes(b"plan bytes")
     (dst / "model.fp16.engine.json").write_text("{}")
     (dst / "timing.cache").write_bytes(b"timing")
-    deploy.record_engine(dst, "fp16", dst / "model.fp16.engine", dst / "model.fp16.engine.json",
-                         {"tensorrt_version": "8.5.2"})
+    deploy.record_engine(
+        dst, "fp16", dst / "model.fp16.engine", dst / "model.fp16.engine.json", {"tensorrt_version": "8.5.2"}
+    )
     manifest = deploy.open_folder(dst)
     assert manifest["engines"]["fp16"]["engine"] == "model.fp16.engine" and manifest["timing_cache"] == "timing.cache"
     assert "timing.cache" not in manifest["files"]  # rewritten by every build; TensorRT checks it itself
@@ -232,7 +272,7 @@ def test_build_engine_folder_writes_and_records_each_engine(folder, tmp_path, mo
     the packed files stay protected inputs (an engine path that is a packed file is refused)."""
     import types
 
-    from fertrt.engine import commands as ec
+    from fertrt.engine import build as engine_build
     from fertrt.engine.sidecar import sidecar_path
     from fertrt.fileio import write_bytes_atomic, write_json_atomic
 
@@ -247,7 +287,7 @@ def test_build_engine_folder_writes_and_records_each_engine(folder, tmp_path, mo
         return {"tensorrt_version": "8.5.2"}
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.5.2"))
-    monkeypatch.setattr(ec, "build", fake_build)
+    monkeypatch.setattr(engine_build, "build", fake_build)
     assert main(["build-engine", str(dst)]) == 0, capsys.readouterr().err
     assert main(["build-engine", str(dst)]) == 2  # built already: replaced only with --force
     assert "model.fp32.engine: exists (pass --force" in capsys.readouterr().err
@@ -261,7 +301,7 @@ def test_build_engine_folder_writes_and_records_each_engine(folder, tmp_path, mo
     assert "not with a folder" in capsys.readouterr().err
     # a packed file is never an output of build-engine DIR
     monkeypatch.setattr(deploy, "engine_name", lambda p: "model.int8.onnx")
-    monkeypatch.setattr(ec, "build", lambda src, out, *a, **k: write_bytes_atomic(out, b"x"))
+    monkeypatch.setattr(engine_build, "build", lambda src, out, *a, **k: write_bytes_atomic(out, b"x"))
     assert main(["build-engine", str(dst), "--precision", "int8", "--force"]) == 2
     assert "writing it would destroy the input" in capsys.readouterr().err
     deploy.open_folder(dst)  # still matches its manifest
