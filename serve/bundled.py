@@ -3,6 +3,7 @@ as a production Triton would be: how the `--platform python` repository is check
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -92,17 +93,18 @@ def wait_ready(http_port: int, proc=None, timeout: float = 120.0, models=()) -> 
 
     import tritonclient.http as th
 
-    client = th.InferenceServerClient(f"{LOOPBACK}:{http_port}")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise FertrtError(f"the server exited with code {proc.returncode} before it was ready")
-        try:
-            if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
-                return
-        except Exception:  # noqa: BLE001 - not listening yet
-            pass
-        time.sleep(0.5)
+    # closed on return: an open keep-alive connection would hold the server's shutdown for its exit timeout
+    with contextlib.closing(th.InferenceServerClient(f"{LOOPBACK}:{http_port}")) as client:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise FertrtError(f"the server exited with code {proc.returncode} before it was ready")
+            try:
+                if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.5)
     raise FertrtError(f"Triton on port {http_port} was not ready within {timeout:.0f} s")
 
 

@@ -516,15 +516,16 @@ def test_bundled_triton_serves_what_the_nvinferserver_configs_send(tmp_path, bla
     http, grpc, metrics = free_ports(3)
     log = tmp_path / "triton.log"
     proc = start_tritonserver(out / "triton", tmp_path / "work", http, grpc, metrics, log_file=log)
+    client = th.InferenceServerClient(f"127.0.0.1:{http}")
     try:
         wait_ready(http, proc, timeout=240, models=("fer", "face_detector_ssd"))
-        client = th.InferenceServerClient(f"127.0.0.1:{http}")
         got = _infer(th, client, "fer", fer_in, ["probabilities"])["probabilities"]
         ssd = _infer(th, client, "face_detector_ssd", det_in, list(ds.SSD_OUTPUTS))
     except Exception:
         print(log.read_text(errors="replace")[-4000:])
         raise
     finally:
+        client.close()  # an open keep-alive connection holds Triton's shutdown for its whole exit timeout
         stop_process(proc)
     ref = fertrt_probs(model, crops)
     assert np.abs(got - ref).max() <= 1e-4 and (got.argmax(1) == ref.argmax(1)).all()

@@ -149,13 +149,15 @@ def python_repo_server(tiny_onnx, blazeface_onnx, tmp_path_factory):
     http, grpc, metrics = free_ports(3)
     log = work / "tritonserver.log"
     proc = start_tritonserver(repo, work, http, grpc, metrics, log_file=log)
+    client = th.InferenceServerClient(f"127.0.0.1:{http}")
     try:
         wait_ready(http, proc, timeout=180, models=tuple(NAMES))
-        yield th.InferenceServerClient(f"127.0.0.1:{http}"), proc
+        yield client, proc
     except Exception:
         print(log.read_text(errors="replace")[-4000:])
         raise
     finally:
+        client.close()  # an open keep-alive connection holds Triton's shutdown for its whole exit timeout
         stop_process(proc)
 
 
