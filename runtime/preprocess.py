@@ -121,21 +121,29 @@ def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def normalize(batch_hwc: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """uint8 NxHxWx3 RGB -> float32 NxCxHxW in the model's colour order, mean/std applied."""
-    x = batch_hwc.astype(np.float32) * np.float32(1.0 / 255.0)
-    if cfg.channels == 1:
-        # ITU-R BT.601 luma, the same weights OpenCV's RGB2GRAY uses.
-        x = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        x = x[..., None]
-    elif cfg.color_order == "BGR":
-        x = x[..., ::-1]
     mean = np.asarray(cfg.mean, dtype=np.float32)
     inv_std = np.float32(1.0) / np.asarray(cfg.std, dtype=np.float32)
-    x = (x - mean) * inv_std
-    # Into a fresh NCHW array, so the strides are the standard ones: with 1 channel, a transposed view is
+    n, h, w = batch_hwc.shape[:3]
+    # A fresh NCHW array, so the strides are the standard ones: with 1 channel, a transposed view is
     # "contiguous" with a channel stride of 1, which PyTorch also reads as channels-last, and torch 2.13's
     # CPU convolution backward crashes (segfault) on such a grey batch.
-    out = np.empty((x.shape[0], x.shape[3], x.shape[1], x.shape[2]), dtype=np.float32)
-    out[...] = x.transpose(0, 3, 1, 2)
+    out = np.empty((n, cfg.channels, h, w), dtype=np.float32)
+    if cfg.channels == 1:
+        x = batch_hwc.astype(np.float32) * np.float32(1.0 / 255.0)
+        # ITU-R BT.601 luma, the same weights OpenCV's RGB2GRAY uses.
+        out[:, 0] = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32) - mean[0]) * inv_std[0]
+        return out
+    source = (2, 1, 0) if cfg.color_order == "BGR" else (0, 1, 2)
+    if batch_hwc.dtype != np.uint8:
+        x = batch_hwc.astype(np.float32) * np.float32(1.0 / 255.0)
+        for c, k in enumerate(source):
+            out[:, c] = (x[..., k] - mean[c]) * inv_std[c]
+        return out
+    # A uint8 has 256 values: the same float32 arithmetic done once per value and looked up, one pass per
+    # channel (2-4x faster than per pixel, whose transposing copy took a tenth of a training step's time).
+    values = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
+    for c, k in enumerate(source):
+        np.take((values - mean[c]) * inv_std[c], batch_hwc[..., k], out=out[:, c])
     return out
 
 

@@ -46,3 +46,19 @@ def test_save_with_unknown_image_extension_is_a_clear_error(tmp_path):
     write_image(tmp_path / "ok.png", np.zeros((8, 8, 3), np.uint8))
     assert cv2.imread(str(tmp_path / "ok.png")).shape == (8, 8, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["ok.png"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_normalize_table_lookup_is_the_per_pixel_arithmetic(order):
+    """normalize looks each uint8 value up in a 256-entry table: every bit must equal the float32 arithmetic done
+    per pixel, for odd means and stds, either colour order, float input and a strided (non-contiguous) batch."""
+    from fertrt.runtime.preprocess import normalize
+
+    cfg = PreprocessConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), color_order=order)
+    wide = np.random.default_rng(3).integers(0, 256, (5, 40, 62, 3)).astype(np.uint8)
+    for batch in (wide, wide[:, :, ::2], wide.astype(np.float32)):
+        x = batch.astype(np.float32) * np.float32(1.0 / 255.0)
+        x = x[..., ::-1] if order == "BGR" else x
+        want = ((x - np.float32(cfg.mean)) * (np.float32(1.0) / np.float32(cfg.std))).transpose(0, 3, 1, 2)
+        got = normalize(batch, cfg)
+        assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want)
