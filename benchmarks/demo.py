@@ -23,7 +23,7 @@ from fertrt.fileio import write_text_atomic
 from fertrt.runtime.preprocess import write_image
 from fertrt.train.commands import DEFAULT_THREADS as DEFAULT_TRAIN_THREADS, set_cpu_threading
 
-DEMO_EPOCHS = 14  # lnlattennet on synth (6,000 images): 8.6 min of training measured on a quiet 2-core Xeon
+DEMO_EPOCHS = 14  # lnlattennet on synth (6,000 images): 5.4 min of training on a quiet 2-core EPYC, 8.6 on a Xeon
 DEMO_FLOOR = 0.90  # far below what 13 epochs reached on synth (96.05-96.95 %, three seeds): a failure, not a seed
 DERIVED = (
     "model.onnx",
@@ -248,7 +248,7 @@ def train_fixed_schedule(run_dir: Path, model: str, data: str, epochs: int, seed
             print(f"reusing {run_dir / 'best.pt'} ({epochs} epochs done; pass --fresh to retrain)")
             return False
     default = (model, data, epochs) == ("lnlattennet", "synth", DEMO_EPOCHS)
-    quiet = " (about 9 min of training on a quiet 2-core machine)" if default else ""
+    quiet = " (5-9 min of training on a quiet 2-core machine)" if default else ""
     print(
         f"{epochs} epochs whatever the machine's speed{quiet}: a busy machine takes longer and trains the same "
         "model. ETA after each epoch.",

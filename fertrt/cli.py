@@ -777,7 +777,7 @@ def _demo(p):
         type=positive_int,
         default=14,
         help="a fixed schedule, whatever the machine's speed or load (default 14: lnlattennet on synth, "
-        "about 9 min of training on a quiet 2-core machine; a busy one takes longer and trains the same model)",
+        "5-9 min of training on a quiet 2-core machine; a busy one takes longer and trains the same model)",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="training seed (same seed, same model)")
     p.add_argument(
