@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .errors import FertrtError
-from .ranges import TRAIN_OPTIMIZERS, TRAIN_RANGES, FloatRange, IntRange
+from .ranges import TRAIN_DEFAULT_THREADS, TRAIN_OPTIMIZERS, TRAIN_RANGES, FloatRange, IntRange
 from .ranges import (
     CROP_MARGIN,
     DETECT_EVERY,
@@ -167,8 +167,8 @@ def _train(p):
     p.add_argument(
         "--threads",
         type=TRAIN_RANGES["threads"],
-        default=2,
-        help="intra-op CPU threads (default 2, fixed rather than the core count: the same seed and "
+        default=TRAIN_DEFAULT_THREADS,
+        help=f"intra-op CPU threads (default {TRAIN_DEFAULT_THREADS}, fixed rather than the core count: the same seed and "
         "thread count give bitwise the same weights on a quiet or a busy machine)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

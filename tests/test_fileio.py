@@ -169,7 +169,7 @@ def test_the_next_write_cleans_what_a_killed_writer_left(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     left = sorted(x.name for x in tmp_path.iterdir())
-    assert left == sorted([f".model_int8.onnx.lock"] + [n for n in left if n.endswith(".tmp")]) and len(left) == 2
+    assert left == sorted([".model_int8.onnx.lock"] + [n for n in left if n.endswith(".tmp")]) and len(left) == 2
     p.kill()
     p.wait()
     with output_lock(target):  # the dead owner's lock is taken over; its temp file is gone

@@ -126,7 +126,7 @@ def test_infer_several_inputs_and_globs(tiny_onnx, tmp_path):
     from fertrt.cli import main
 
     a = synth_image_files(tmp_path / "a", 2)
-    b = synth_image_files(tmp_path / "b", 3)
+    synth_image_files(tmp_path / "b", 3)
     (tmp_path / "b" / "f0.png").rename(tmp_path / "b" / "g0.png")
     jsonl, out = tmp_path / "r.jsonl", tmp_path / "saved"
     assert (

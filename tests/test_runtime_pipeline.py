@@ -121,7 +121,7 @@ def test_a_full_disk_leaves_no_truncated_jsonl(tiny_onnx, tmp_path, monkeypatch)
     import fertrt.runtime.pipeline as pipeline
     from fertrt.runtime.face import WholeImage
 
-    files = synth_image_files(tmp_path / "in", 3)
+    synth_image_files(tmp_path / "in", 3)
     jsonl = tmp_path / "r.jsonl"
 
     class FullDisk:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fertrt.errors import FertrtError
+from fertrt.ranges import TRAIN_DEFAULT_THREADS
 from fertrt.fileio import make_output_dir, write_json_atomic
 from fertrt.text import safe
 
@@ -26,10 +27,7 @@ def _parse_model_args(items) -> dict:
     return out
 
 
-# Intra-op threads for CPU training: fixed, never the core count or the load, because the thread count
-# decides how reductions are split and so the last bits of every weight: with it fixed the same seed gives
-# the same model on a quiet or a busy machine (and on machines with other core counts).
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = TRAIN_DEFAULT_THREADS  # fixed, never the core count: see fertrt.ranges
 
 
 def set_cpu_threading(threads: int = DEFAULT_THREADS) -> None:
