@@ -27,12 +27,14 @@ test-fast: setup
 test-device: setup
 	$(BIN)/python -m pytest -q -m device_envs tests/test_device_envs.py $(PYTEST_ARGS)
 
-# One code style, 120 columns (ruff's formatter; configured in pyproject.toml). CI fails on unformatted files.
+# One code style, 120 columns (ruff's formatter; configured in pyproject.toml). CI fails on unformatted files
+# and on pyflakes findings (undefined or unused names).
 format: setup
 	$(BIN)/ruff format .
 
 format-check: setup
 	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info
