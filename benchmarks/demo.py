@@ -20,8 +20,9 @@ from pathlib import Path
 
 from fertrt.errors import FertrtError
 from fertrt.fileio import write_text_atomic
+from fertrt.ranges import TRAIN_DEFAULT_THREADS
 from fertrt.runtime.preprocess import write_image
-from fertrt.train.commands import DEFAULT_THREADS as DEFAULT_TRAIN_THREADS, set_cpu_threading
+from fertrt.train.commands import set_cpu_threading
 
 DEMO_EPOCHS = 14  # lnlattennet on synth (6,000 images): 5.4 min of training on a quiet 2-core EPYC, 8.6 on a Xeon
 DEMO_FLOOR = 0.90  # far below what 13 epochs reached on synth (96.05-96.95 %, three seeds): a failure, not a seed
@@ -278,7 +279,7 @@ def _check_same_run(last: Path, ckpt: dict, model: str, data: str, epochs: int, 
         "seed": seed,
         "epochs": epochs,
         "time budget": None,
-        "threads": DEFAULT_TRAIN_THREADS,
+        "threads": TRAIN_DEFAULT_THREADS,
     }
     differ = [f"{k} {found[k]!r} (this run: {wanted[k]!r})" for k in wanted if found[k] != wanted[k]]
     if differ:
@@ -476,7 +477,7 @@ def _report(out, model, data, ev, cmp, result, ratios, trt_note, samples, timing
 
 
 def cmd_demo(args):
-    set_cpu_threading(DEFAULT_TRAIN_THREADS)  # before torch loads its OpenMP runtime
+    set_cpu_threading(TRAIN_DEFAULT_THREADS)  # before torch loads its OpenMP runtime
     result = run_demo(
         out=args.out,
         model=args.model,

@@ -94,11 +94,11 @@ def check_choice(value, choices, option: str):
 # ---------------------------------------------------------------- fertrt train (fertrt.train.trainer.TrainConfig)
 MAX_TRAIN_BATCH = 4096
 MAX_SEED = 2**32 - 1  # numpy's global seeding (np.random.seed) takes 32 bits
-# TrainConfig field -> range; the option is the field's name with dashes (batch_size: --batch-size)
 # Intra-op threads for CPU training: fixed, never the core count or the load, because the thread count decides how
 # reductions are split and so the last bits of every weight: with it fixed the same seed gives the same model on a
 # quiet or a busy machine (and on machines with other core counts).
 TRAIN_DEFAULT_THREADS = 2
+# TrainConfig field -> range; the option is the field's name with dashes (batch_size: --batch-size)
 TRAIN_RANGES = {
     "epochs": IntRange(1),
     "minutes": FloatRange(0, lo_open=True),

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from fertrt.errors import FertrtError
-from fertrt.ranges import TRAIN_DEFAULT_THREADS
 from fertrt.fileio import make_output_dir, write_json_atomic
+from fertrt.ranges import TRAIN_DEFAULT_THREADS
 from fertrt.text import safe
 
 
@@ -27,10 +27,7 @@ def _parse_model_args(items) -> dict:
     return out
 
 
-DEFAULT_THREADS = TRAIN_DEFAULT_THREADS  # fixed, never the core count: see fertrt.ranges
-
-
-def set_cpu_threading(threads: int = DEFAULT_THREADS) -> None:
+def set_cpu_threading(threads: int = TRAIN_DEFAULT_THREADS) -> None:
     """OpenMP settings for CPU training, read once when torch loads its OpenMP runtime (so set before torch is
     imported; later they are ignored). With OMP_WAIT_POLICY=PASSIVE a thread that reaches a barrier first
     sleeps instead of spinning on a core that a descheduled partner needs: under competing load training slows

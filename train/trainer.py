@@ -22,12 +22,11 @@ import torch.nn.functional as F
 from fertrt.errors import FertrtError
 from fertrt.fileio import make_output_dir, output_lock, write_text_atomic
 from fertrt.metrics import summarize
-from fertrt.ranges import TRAIN_OPTIMIZERS, TRAIN_RANGES, check_choice
+from fertrt.ranges import TRAIN_DEFAULT_THREADS, TRAIN_OPTIMIZERS, TRAIN_RANGES, check_choice
 from fertrt.runtime.preprocess import normalize, prepare_images
 
 from .augment import AugmentConfig, augment_batch, random_erasing
 from .checkpoint import checkpoint_model_kwargs, read_checkpoint, save_checkpoint
-from .commands import DEFAULT_THREADS
 
 DEFAULT_EPOCHS = 10
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "confusion_val.png")  # what a training run writes into its folder
@@ -50,7 +49,7 @@ class TrainConfig:
     clip_grad: float = 5.0
     seed: int = 0
     workers: int = 0
-    threads: int = DEFAULT_THREADS  # intra-op threads (split between ranks under torchrun)
+    threads: int = TRAIN_DEFAULT_THREADS  # intra-op threads (split between ranks under torchrun)
     device: str = "auto"
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only
