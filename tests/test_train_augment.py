@@ -33,6 +33,6 @@ def test_colour_jitter_equals_the_plain_arithmetic():
 def test_channel_mean_is_numpys_mean_bit_for_bit():
     from fertrt.train.augment import channel_mean
 
-    f = np.random.default_rng(1).random((64, 112, 112, 3)).astype(np.float32) * 255  # 800k sums: any reorder shows
-    for img in f[:8]:
+    f = np.random.default_rng(1).random((8, 112, 112, 3)).astype(np.float32) * 255  # 100k sums: any reorder shows
+    for img in f:
         assert np.array_equal(channel_mean(img), img.mean(axis=2, keepdims=True))
